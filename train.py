@@ -1,0 +1,204 @@
+"""Train one of the budgeted MNIST CNNs headlessly and record the run in results/.
+
+    python train.py                        # s6, 15 epochs, batch 128 -> results/s6-seed0.json
+    python train.py --model s7_8k --seed 3 --data-dir ../shared/data
+    python train.py --model s7_8k --resume # continue from results/s7_8k-seed0.pt
+
+Same code path as the notebook: models from model.py, data and loops from utils.py. After each
+epoch a checkpoint (weights, optimizer, scheduler, every RNG state) is written atomically, so a
+killed run resumes to exactly the metrics and weights of an uninterrupted one.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from model import MODELS, count_parameters, get_model
+from utils import (LOADERS, RECIPES, SCHEDULES, DataConfig, Recipe, UserError, atomic_write, capture_rng,
+                   device_description, git_commit, load_checkpoint, make_loaders, make_optimizer, pick_device,
+                   print_summary, restore_rng, save_checkpoint, seed_everything, test, train, versions)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag gets one line on stderr instead of the usage block."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = OneLineParser(description="Train a parameter-budgeted CNN on MNIST.")
+    p.add_argument("--model", default="s6", choices=list(MODELS), help="registry name (default: s6)")
+    p.add_argument("--epochs", type=positive_int, default=15)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, help="learning rate (peak lr for onecycle); default: the model's recipe")
+    p.add_argument("--momentum", type=float, help="SGD momentum; default: the model's recipe")
+    p.add_argument("--schedule", choices=SCHEDULES, help="lr schedule; default: the model's recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=os.environ.get("MNIST_ROOT", "data"),
+                   help="folder holding MNIST/raw; downloaded there when missing and online (default: $MNIST_ROOT or ./data)")
+    p.add_argument("--out", default="results", help="folder for the results JSON and the checkpoint")
+    p.add_argument("--subset", type=positive_int, help="train on the first N training images only (smoke runs)")
+    p.add_argument("--val", type=int, default=0, help="hold out the last N training images and evaluate on them, not on the test set")
+    p.add_argument("--loader", default="fast", choices=LOADERS, help="fast: MNIST as a tensor on the device; classic: torchvision DataLoader")
+    p.add_argument("--no-augment", action="store_true", help="train without random rotation/shift")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
+                   help="continue from the run's last checkpoint in --out (or from CHECKPOINT)")
+    return p.parse_args(argv)
+
+
+def run_name(args: argparse.Namespace) -> str:
+    """results/<model>-seed<k>; runs on other data regimes get a suffix so they never overwrite it."""
+    suffix = (f"-val{args.val}" if args.val else "") + (f"-subset{args.subset}" if args.subset else "")
+    return f"{args.model}-seed{args.seed}{suffix}"
+
+
+def writable_dir(path: str) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to output folder '{out}': {err.strerror or err}") from None
+    return out
+
+
+def training_config(args: argparse.Namespace) -> dict:
+    """What defines the run: a resumed run must use the same, or its metrics would mix two runs."""
+    recipe = RECIPES[args.model]
+    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "schedule") if getattr(args, k) is not None}
+    return {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+            "subset": args.subset, "val": args.val, "loader": args.loader, "augment": not args.no_augment,
+            "recipe": asdict(replace(recipe, **overrides))}
+
+
+def check_same_config(saved: dict, current: dict, path: Path) -> None:
+    diffs = [f"{k}={saved.get(k)!r} (now {current[k]!r})" for k in current if saved.get(k) != current[k]]
+    if diffs:
+        raise UserError(f"{path} was trained with other settings: {', '.join(diffs)}; resume with the original flags")
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        return run(args, argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    command, commit = shlex.join(["python", "train.py", *argv]), git_commit()
+    config = training_config(args)
+    device = pick_device(args.device)
+    out = writable_dir(args.out)
+    name = run_name(args)
+    ckpt_path = out / f"{name}.pt"
+    results_path = out / f"{name}.json"
+
+    saved = None
+    if args.resume:
+        saved = load_checkpoint(ckpt_path if args.resume == "auto" else Path(args.resume), args.model)
+        check_same_config(saved["config"], config, ckpt_path)
+
+    started = time.perf_counter()
+    seed_everything(args.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = DataConfig(root=args.data_dir, batch_size=args.batch_size, loader=args.loader, subset=args.subset,
+                      val=args.val, augment=not args.no_augment, seed=args.seed)
+    train_loader, eval_loader, split = make_loaders(data, device)
+    model = get_model(args.model).to(device)
+    recipe = Recipe(**config["recipe"])
+    optimizer, scheduler, per_batch = make_optimizer(model, recipe, args.epochs, len(train_loader))
+
+    params, budget = count_parameters(model), MODELS[args.model].budget
+    print(f"model {args.model}: {params:,} parameters" + (f" (budget < {budget:,})" if budget else ""))
+    print(f"device {device_description(device)}; {len(train_loader.dataset):,} training images, "
+          f"evaluating on {split} ({len(eval_loader.dataset):,}); recipe {config['recipe']}")
+    print_summary(model)
+
+    history, first_epoch, train_time = [], 1, 0.0
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng(saved["rng"], train_loader)
+        history, first_epoch, train_time = saved["history"], saved["epoch"] + 1, saved["train_time_s"]
+        print(f"resumed from {ckpt_path} after epoch {saved['epoch']}")
+    setup_time = time.perf_counter() - started
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        for epoch in range(first_epoch, args.epochs + 1):
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            tr = train(model, device, train_loader, optimizer, scheduler if per_batch else None, epoch)
+            ev = test(model, device, eval_loader, split)
+            if not per_batch:
+                scheduler.step()
+            train_time += time.perf_counter() - t0
+            history.append({"epoch": epoch, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
+                            f"{split}_loss": ev["loss"], f"{split}_acc": ev["acc"], "time_s": time.perf_counter() - t0})
+            save_checkpoint({"model_name": args.model, "config": config, "epoch": epoch, "history": history,
+                             "train_time_s": train_time, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             "rng": capture_rng(train_loader)}, ckpt_path)
+    except KeyboardInterrupt:
+        done = history[-1]["epoch"] if history else 0
+        where = f"the checkpoint after epoch {done} is {ckpt_path}" if done else "no epoch finished, nothing to resume"
+        resume = shlex.join(["python", "train.py", *[a for a in argv if a != "--resume"], "--resume"])
+        print(f"\ninterrupted: {where}" + (f"; resume with: {resume}" if done else ""), file=sys.stderr)
+        return 130
+
+    result = {
+        "model": args.model, "params": params, "budget": budget, "seed": args.seed, "command": command,
+        "git_commit": commit, "versions": versions(), "device": device_description(device),
+        "config": config, "eval_split": split, "resumed_after_epoch": saved["epoch"] if saved else None,
+        "setup_time_s": setup_time, "train_time_s": train_time, "epochs": history,
+    }
+    atomic_write(results_path, lambda f: f.write(json.dumps(result, indent=1).encode()))
+    final = history[-1][f"{split}_acc"]
+    print(f"final {split} accuracy {final:.2f}% after {args.epochs} epochs, {train_time:.0f} s of training; "
+          f"results in {results_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,605 @@
+"""Everything around the model: data, augmentation, train/test loops, checkpoints, plots.
+
+Hyperparameters live at the top of this file, in one place, so that `train.py`, `bench.py` and
+the notebook all train the same way.
+"""
+
+import contextlib
+import copy
+import hashlib
+import math
+import os
+import random
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision import datasets, transforms
+from tqdm.auto import tqdm
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters
+# ---------------------------------------------------------------------------------------------
+MEAN, STD = 0.1307, 0.3081  # pixel mean / std over the 60k MNIST training images
+AUG_DEGREES = 7.0  # random rotation in [-7, 7] degrees ...
+AUG_TRANSLATE = 0.05  # ... and a shift of up to 5 % of the side (rounded to whole pixels)
+TEST_BATCH_SIZE = 1000  # evaluation has no gradients: large batches are free speed
+LOG_EVERY = 20  # batches between progress-bar updates (each one syncs with the device)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model is trained: SGD with momentum and a learning-rate schedule.
+
+    `schedule="step"` is StepLR (lr divided by 1/gamma every `step_size` epochs);
+    `schedule="onecycle"` is OneCycleLR peaking at `lr`, stepped every batch.
+    """
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    schedule: str = "step"
+    step_size: int = 6
+    gamma: float = 0.1
+
+
+RECIPES: dict[str, Recipe] = {
+    "baseline": Recipe(lr=0.01, step_size=15),
+    "s6": Recipe(),
+    "s7_10k": Recipe(),
+    "s7_8k": Recipe(),
+}
+SCHEDULES = ("step", "onecycle")
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad flag, missing data, damaged file): shown as one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and seeding
+# ---------------------------------------------------------------------------------------------
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA, then Apple MPS, then CPU; or the device asked for, if it exists here."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if name == "auto":
+        name = next(n for n, ok in available.items() if ok)
+    if not available.get(name, False):
+        raise UserError(f"device '{name}' is not available here (available: {', '.join(n for n, ok in available.items() if ok)})")
+    return torch.device(name)
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST files
+# ---------------------------------------------------------------------------------------------
+MNIST_FILES = {  # name -> (md5 of the canonical file, size in bytes)
+    "train-images-idx3-ubyte": ("6bbc9ace898e44ae57da46a324031adb", 47_040_016),
+    "train-labels-idx1-ubyte": ("a25bea736e30d166cdddb491f175f624", 60_008),
+    "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", 7_840_016),
+    "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", 10_008),
+}
+
+
+def _split_files(train: bool) -> tuple[str, str]:
+    prefix = "train" if train else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def check_idx_file(path: Path) -> int:
+    """Check an IDX file's header against its size (and the known checksum for canonical files).
+
+    Returns the number of items. Catches truncated or damaged files with a message naming the
+    file, instead of the reshape traceback torchvision would give.
+    """
+    data = path.read_bytes()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise UserError(f"{path} is not an MNIST IDX file of bytes (bad header); replace it")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)] if len(data) >= header else []
+    expected = header + math.prod(dims) if dims else None
+    if expected != len(data):
+        raise UserError(f"{path} is truncated or damaged: its header promises {expected} bytes, the file has {len(data)}")
+    canonical = MNIST_FILES.get(path.name)
+    if canonical and len(data) == canonical[1] and hashlib.md5(data).hexdigest() != canonical[0]:
+        raise UserError(f"{path} is damaged: its MD5 differs from the published one ({canonical[0]}); replace it")
+    return dims[0]
+
+
+def _download(root: Path) -> None:
+    """Fetch MNIST into root; on failure, remove the empty folders the attempt created."""
+    made = [p for p in (root, root / "MNIST", root / "MNIST" / "raw") if not p.exists()]
+    try:
+        for train in (True, False):
+            datasets.MNIST(str(root), train=train, download=True)
+    except Exception as err:  # offline, proxy, partial download: all mean "not here"
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded ({reason[:120]}); "
+            "pass --data-dir with a folder that holds MNIST/raw"
+        ) from None
+
+
+def load_mnist(root: str | os.PathLike, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
+    """One MNIST split as (uint8 images N x 28 x 28, int64 labels), read by torchvision.
+
+    The files are checked first, so a bad file gets a clear error rather than a traceback.
+    """
+    root = Path(root)
+    raw = root / "MNIST" / "raw"
+    names = _split_files(train)
+    if not all((raw / n).is_file() for n in names):
+        if not download:
+            raise UserError(f"MNIST is not in {raw}; pass --data-dir with a folder that holds MNIST/raw")
+        _download(root)
+    n_images, n_labels = (check_idx_file(raw / n) for n in names)
+    if n_images != n_labels:
+        raise UserError(f"{raw / names[0]} has {n_images} images but {raw / names[1]} has {n_labels} labels")
+    ds = datasets.MNIST(str(root), train=train, download=False)
+    return ds.data, ds.targets
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation and loaders
+# ---------------------------------------------------------------------------------------------
+def classic_transforms(augment: bool) -> transforms.Compose:
+    """The torchvision per-image pipeline (PIL -> tensor), as taught in the course."""
+    steps = [transforms.RandomAffine(AUG_DEGREES, translate=(AUG_TRANSLATE, AUG_TRANSLATE),
+                                     interpolation=transforms.InterpolationMode.BILINEAR)] if augment else []
+    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
+
+
+def random_affine(x: Tensor, generator: torch.Generator, degrees: float = AUG_DEGREES,
+                  translate: float = AUG_TRANSLATE) -> Tensor:
+    """Rotate each image of a (B, 1, H, W) batch about its centre, then shift it by whole pixels.
+
+    Same distribution as `transforms.RandomAffine(degrees, translate=(t, t))`: angle uniform in
+    [-degrees, degrees], shift round(uniform(-t*W, t*W)) pixels, zero fill, bilinear sampling.
+    One `affine_grid` + `grid_sample` call for the whole batch, on x's device.
+    """
+    b, _, h, w = x.shape
+    u = torch.rand(b, 3, device=x.device, generator=generator) * 2 - 1
+    angle = u[:, 0] * math.radians(degrees)
+    shift = torch.round(u[:, 1:] * translate * torch.tensor([w, h], device=x.device))
+    tx, ty = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h  # pixels -> affine_grid's [-1, 1] units
+    cos, sin = angle.cos(), angle.sin()
+    # affine_grid maps output to input coordinates, so it takes the inverse of rotate-then-shift.
+    theta = torch.stack([
+        torch.stack([cos, sin, -(cos * tx + sin * ty)], dim=1),
+        torch.stack([-sin, cos, -(-sin * tx + cos * ty)], dim=1),
+    ], dim=1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class DeviceLoader:
+    """A split held as one uint8 tensor on the device, served in shuffled, augmented batches.
+
+    Shuffling is a `randperm` of indices, normalization and augmentation are whole-batch ops on
+    the device: no per-image Python work. `generator` holds all of its randomness, so saving its
+    state is enough to resume an epoch sequence exactly.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, device: torch.device, *,
+                 shuffle: bool, augment: bool, seed: int = 0) -> None:
+        self.images = images.to(device).unsqueeze(1)
+        self.labels = labels.to(device)
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.mean = torch.tensor(MEAN, device=device)
+        self.std = torch.tensor(STD, device=device)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.dataset = self.images  # len(loader.dataset) works as with a DataLoader
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n, device = len(self.labels), self.labels.device
+        order = torch.randperm(n, device=device, generator=self.generator) if self.shuffle else torch.arange(n, device=device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = self.images[idx].float().div(255)  # the arithmetic of ToTensor ...
+            if self.augment:
+                x = random_affine(x, self.generator)
+            yield x.sub(self.mean).div(self.std), self.labels[idx]  # ... and of Normalize
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str
+    batch_size: int = 128
+    loader: str = "fast"  # "fast" (DeviceLoader) or "classic" (torchvision DataLoader)
+    subset: int | None = None  # train on the first N training images only
+    val: int = 0  # hold out the last N training images and evaluate on them instead of the test set
+    augment: bool = True
+    seed: int = 0
+    download: bool = True
+
+
+LOADERS = ("fast", "classic")
+
+
+def split_indices(cfg: DataConfig, n_train: int) -> tuple[range, range | None]:
+    """Training indices and (with --val) the held-out validation indices, never trained on."""
+    if not 0 <= cfg.val < n_train:
+        raise UserError(f"--val must be between 0 and {n_train - 1}, got {cfg.val}")
+    train_end = n_train - cfg.val
+    if cfg.subset is not None:
+        if not 0 < cfg.subset <= train_end:
+            raise UserError(f"--subset must be between 1 and {train_end}, got {cfg.subset}")
+        train_end = cfg.subset
+    return range(train_end), (range(n_train - cfg.val, n_train) if cfg.val else None)
+
+
+def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object, str]:
+    """(train loader, evaluation loader, name of the evaluation split: "test" or "val")."""
+    train_x, train_y = load_mnist(cfg.root, train=True, download=cfg.download)
+    train_idx, val_idx = split_indices(cfg, len(train_y))
+    if val_idx is None:
+        eval_x, eval_y = load_mnist(cfg.root, train=False, download=cfg.download)
+        eval_idx, split = range(len(eval_y)), "test"
+    else:
+        eval_x, eval_y, eval_idx, split = train_x, train_y, val_idx, "val"
+
+    if cfg.loader == "fast":
+        sel = lambda t, r: t[r.start : r.stop]  # noqa: E731 - ranges are contiguous
+        train = DeviceLoader(sel(train_x, train_idx), sel(train_y, train_idx), cfg.batch_size, device,
+                             shuffle=True, augment=cfg.augment, seed=cfg.seed)
+        evaluate = DeviceLoader(sel(eval_x, eval_idx), sel(eval_y, eval_idx), TEST_BATCH_SIZE, device,
+                                shuffle=False, augment=False)
+        return train, evaluate, split
+    if cfg.loader != "classic":
+        raise UserError(f"unknown loader '{cfg.loader}'; known: {', '.join(LOADERS)}")
+
+    def dataset(train_split: bool, augment: bool, idx: range) -> torch.utils.data.Dataset:
+        ds = datasets.MNIST(cfg.root, train=train_split, transform=classic_transforms(augment))
+        return torch.utils.data.Subset(ds, list(idx))
+
+    workers = min(2, os.cpu_count() or 1)
+    common = {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": False}
+    train = torch.utils.data.DataLoader(dataset(True, cfg.augment, train_idx), batch_size=cfg.batch_size, shuffle=True,
+                                        generator=torch.Generator().manual_seed(cfg.seed), **common)
+    evaluate = torch.utils.data.DataLoader(dataset(val_idx is not None, False, eval_idx), batch_size=TEST_BATCH_SIZE,
+                                           shuffle=False, **common)
+    return train, evaluate, split
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer, train and test
+# ---------------------------------------------------------------------------------------------
+def make_optimizer(model: nn.Module, recipe: Recipe, epochs: int, steps_per_epoch: int
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
+    """SGD + the recipe's schedule; the bool says whether to step the scheduler every batch."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    if recipe.schedule == "step":
+        return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma), False
+    if recipe.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+        return optimizer, sched, True
+    raise UserError(f"unknown schedule '{recipe.schedule}'; known: {', '.join(SCHEDULES)}")
+
+
+class NonFiniteLoss(UserError):
+    pass
+
+
+def train(model: nn.Module, device: torch.device, loader, optimizer: torch.optim.Optimizer,
+          batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, epoch: int = 1,
+          progress: bool = True) -> dict[str, float]:
+    """One epoch of training; returns mean loss and accuracy (%) over the epoch.
+
+    Running sums stay on the device and are read only every LOG_EVERY batches, so the loop
+    does not wait for the GPU after each step. A NaN/inf loss stops training with
+    NonFiniteLoss naming the first bad batch.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    seen = 0
+    bar = tqdm(loader, total=len(loader), disable=not progress, desc=f"Epoch {epoch} Train", dynamic_ncols=True)
+    for i, (x, y) in enumerate(bar):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        optimizer.step()
+        if batch_scheduler is not None:
+            batch_scheduler.step()
+        loss = loss.detach()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
+        loss_sum += loss * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if (i + 1) % LOG_EVERY == 0 or i + 1 == len(loader):
+            if first_bad.item() >= 0:
+                bar.close()
+                raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch}, batch {first_bad.item()}; "
+                                    "lower --lr (the last good checkpoint is kept)")
+            bar.set_description(f"Epoch {epoch} Train: Loss={loss.item():.4f} Batch_id={i} "
+                                f"Accuracy={100 * correct.item() / seen:.2f}")
+    return {"loss": loss_sum.item() / seen, "acc": 100 * correct.item() / seen}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, device: torch.device, loader) -> tuple[Tensor, Tensor, Tensor]:
+    """(per-sample loss, predicted class, true class) over a loader, on the CPU."""
+    model.eval()
+    losses, preds, targets = [], [], []
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        losses.append(F.cross_entropy(logits, y, reduction="none"))
+        preds.append(logits.argmax(1))
+        targets.append(y)
+    return torch.cat(losses).cpu(), torch.cat(preds).cpu(), torch.cat(targets).cpu()
+
+
+def test(model: nn.Module, device: torch.device, loader, split: str = "test", verbose: bool = True) -> dict[str, float]:
+    """Mean loss and accuracy (%) on an evaluation split, printed the way the course logs do."""
+    losses, preds, targets = predict(model, device, loader)
+    correct, total = int((preds == targets).sum()), len(targets)
+    stats = {"loss": losses.mean().item(), "acc": 100 * correct / total}
+    if verbose:
+        print(f"{split.capitalize()} set: Average loss: {stats['loss']:.4f}, "
+              f"Accuracy: {correct}/{total} ({stats['acc']:.2f}%)")
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness and checkpoints
+# ---------------------------------------------------------------------------------------------
+def capture_rng(loader) -> dict:
+    """Every random state the next epoch draws from, as tensors and plain Python values."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "loader": loader.generator.get_state(),  # shuffling (+ augmentation in DeviceLoader)
+    }
+
+
+def restore_rng(state: dict, loader) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    loader.generator.set_state(state["loader"])
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Write via a temporary file in the same folder, flushed to disk, then renamed over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never half a file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+CHECKPOINT_KEYS = {"model_name", "config", "epoch", "model", "optimizer", "scheduler", "history", "rng", "train_time_s"}
+
+
+def load_checkpoint(path: Path, model_name: str | None = None) -> dict:
+    """Load a checkpoint safely (`weights_only=True`: tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path} to resume from")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path} is not a loadable checkpoint (damaged, or holds more than tensors): {first[:160]}") from None
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+        raise UserError(f"{path} is not a checkpoint of train.py (missing {sorted(CHECKPOINT_KEYS - set(state or {}))})")
+    if model_name is not None and state["model_name"] != model_name:
+        raise UserError(f"{path} holds model '{state['model_name']}', not '{model_name}'; "
+                        f"pass --model {state['model_name']} or another checkpoint")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Model inspection
+# ---------------------------------------------------------------------------------------------
+def print_summary(model: nn.Module, input_size: tuple[int, int, int] = (1, 28, 28)) -> None:
+    """torchsummary's table, run on a CPU copy so it moves no weights, BN statistics or RNG."""
+    from torchsummary import summary
+
+    with torch.random.fork_rng(devices=[]):
+        summary(copy.deepcopy(model).cpu(), input_size, device="cpu")
+
+
+@dataclass
+class RFRow:
+    layer: str
+    size: int  # output side (px)
+    channels: int
+    rf: int  # receptive field of one output unit, in input pixels
+    jump: int  # input pixels between neighbouring output units
+    params: int
+
+
+def receptive_field_table(model: nn.Module, size: int = 28, channels: int = 1) -> list[RFRow]:
+    """Walk a sequential model's layers and track output size, receptive field and jump.
+
+    rf_out = rf_in + (k - 1) * jump_in, jump_out = jump_in * stride, n_out = (n + 2p - k) // s + 1.
+    Global pooling and fully connected layers see the whole input.
+    """
+    rows, rf, jump = [], 1, 1
+    for name, layer in model.named_modules():
+        if any(True for _ in layer.children()):
+            continue
+        kind = type(layer).__name__
+        params = sum(p.numel() for p in layer.parameters())
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s, p = (layer.kernel_size, layer.stride, layer.padding)
+            k, s, p = (v[0] if isinstance(v, tuple) else v for v in (k, s, p))
+            size = (size + 2 * p - k) // s + 1
+            rf, jump = rf + (k - 1) * jump, jump * s
+            channels = layer.out_channels if isinstance(layer, nn.Conv2d) else channels
+        elif isinstance(layer, (nn.AdaptiveAvgPool2d, nn.Linear)):
+            rf, jump = rf + (size - 1) * jump, jump * size
+            size = 1
+            channels = layer.out_features if isinstance(layer, nn.Linear) else channels
+        else:
+            continue
+        rows.append(RFRow(f"{name} {kind}", size, channels, rf, jump, params))
+    return rows
+
+
+def format_rf_table(rows: list[RFRow], markdown: bool = False) -> str:
+    head = ("layer", "out size", "channels", "RF", "jump", "params")
+    cells = [head] + [(r.layer, f"{r.size}x{r.size}", str(r.channels), str(r.rf), str(r.jump), f"{r.params:,}") for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(c) + " |" for c in cells]
+        return "\n".join([lines[0], "|" + "---|" * len(head), *lines[1:]])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return "\n".join("  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(head))) for c in cells)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run metadata
+# ---------------------------------------------------------------------------------------------
+def git_commit() -> str:
+    """The repository's HEAD (with '+dirty' when tracked files differ), or 'unknown'."""
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots (each returns its figure, and saves a PNG when given a path)
+# ---------------------------------------------------------------------------------------------
+def _finish(fig, path: str | os.PathLike | None):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def _digit_grid(images: Tensor, titles: list[str], cols: int, suptitle: str, colors: list[str] | None = None):
+    import matplotlib.pyplot as plt
+
+    rows = math.ceil(len(images) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.55 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, img) in enumerate(zip(axes.flat, images)):
+        ax.imshow(img.squeeze().cpu().numpy(), cmap="gray_r")
+        ax.set_title(titles[i], fontsize=9, color=(colors or ["black"] * len(titles))[i])
+    fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_samples(images: Tensor, labels: Tensor, path: str | os.PathLike | None = None, n: int = 24,
+                 title: str = "Training samples (augmented) with their labels"):
+    """A grid of the first n images (raw or normalized) with their labels."""
+    return _finish(_digit_grid(images[:n], [f"label {int(v)}" for v in labels[:n]], 8, title), path)
+
+
+def plot_misclassified(images: Tensor, preds: Tensor, targets: Tensor, path: str | os.PathLike | None = None,
+                       n: int = 24, title: str = "Misclassified test images"):
+    """The first n test images the model got wrong: true label and prediction above each."""
+    wrong = (preds != targets).nonzero().flatten()[:n]
+    titles = [f"true {int(targets[i])} / pred {int(preds[i])}" for i in wrong]
+    return _finish(_digit_grid(images[wrong], titles, 6, f"{title} ({int((preds != targets).sum())} in all)",
+                               colors=["firebrick"] * len(titles)), path)
+
+
+def plot_curves(history: list[dict], path: str | os.PathLike | None = None, title: str = "", target: float = 99.4):
+    """Loss and accuracy per epoch, train against the evaluation split, with the target line."""
+    import matplotlib.pyplot as plt
+
+    split = "val" if "val_acc" in history[0] else "test"
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], "s-", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Loss")
+    ax_acc.plot(epochs, [h["train_acc"] for h in history], "o-", label="train")
+    ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], "s-", label=split)
+    ax_acc.axhline(target, color="gray", ls="--", lw=1, label=f"target {target}%")
+    low = min(min(h["train_acc"], h[f"{split}_acc"]) for h in history[len(history) // 3:])
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy", ylim=(max(low - 0.3, 90), 100))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_confusion(preds: Tensor, targets: Tensor, path: str | os.PathLike | None = None, title: str = ""):
+    """Counts of true (rows) against predicted (columns) class; the diagonal is dimmed to show errors."""
+    import matplotlib.pyplot as plt
+
+    cm = torch.zeros(10, 10, dtype=torch.long)
+    cm.index_put_((targets, preds), torch.ones_like(targets), accumulate=True)
+    off = cm.clone().fill_diagonal_(0)
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    im = ax.imshow(off.numpy(), cmap="Reds")
+    for t in range(10):
+        for p in range(10):
+            v = int(cm[t, p])
+            ax.text(p, t, str(v), ha="center", va="center", fontsize=8,
+                    color="gray" if t == p else ("white" if v > off.max() / 2 else "black"))
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted class", ylabel="true class",
+           title=title or f"Confusion matrix ({int(off.sum())} errors of {int(cm.sum())})")
+    fig.colorbar(im, ax=ax, label="misclassified count")
+    fig.tight_layout()
+    return _finish(fig, path)
