@@ -23,9 +23,29 @@ from pathlib import Path
 import torch
 
 from model import MODELS, count_parameters, get_model
-from utils import (LOADERS, RECIPES, SCHEDULES, DataConfig, Recipe, UserError, atomic_write, capture_rng,
-                   device_description, git_commit, load_checkpoint, make_loaders, make_optimizer, pick_device,
-                   print_summary, restore_rng, save_checkpoint, seed_everything, test, train, versions)
+from utils import (
+    LOADERS,
+    RECIPES,
+    SCHEDULES,
+    DataConfig,
+    Recipe,
+    UserError,
+    atomic_write,
+    capture_rng,
+    device_description,
+    git_commit,
+    load_checkpoint,
+    make_loaders,
+    make_optimizer,
+    pick_device,
+    print_summary,
+    restore_rng,
+    save_checkpoint,
+    seed_everything,
+    test,
+    train,
+    versions,
+)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -60,20 +80,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model", default="s6", choices=list(MODELS), help="registry name (default: s6)")
     p.add_argument("--epochs", type=positive_int, default=15)
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, help="learning rate (peak lr for onecycle); default: the model's recipe")
+    p.add_argument(
+        "--lr", type=positive_float, help="learning rate (peak lr for onecycle); default: the model's recipe"
+    )
     p.add_argument("--momentum", type=float, help="SGD momentum; default: the model's recipe")
     p.add_argument("--schedule", choices=SCHEDULES, help="lr schedule; default: the model's recipe")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=os.environ.get("MNIST_ROOT", "data"),
-                   help="folder holding MNIST/raw; downloaded there when missing and online (default: $MNIST_ROOT or ./data)")
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("MNIST_ROOT", "data"),
+        help="folder holding MNIST/raw; downloaded there when missing and online (default: $MNIST_ROOT or ./data)",
+    )
     p.add_argument("--out", default="results", help="folder for the results JSON and the checkpoint")
     p.add_argument("--subset", type=positive_int, help="train on the first N training images only (smoke runs)")
-    p.add_argument("--val", type=int, default=0, help="hold out the last N training images and evaluate on them, not on the test set")
-    p.add_argument("--loader", default="fast", choices=LOADERS, help="fast: MNIST as a tensor on the device; classic: torchvision DataLoader")
+    p.add_argument(
+        "--val",
+        type=int,
+        default=0,
+        help="hold out the last N training images and evaluate on them, not on the test set",
+    )
+    p.add_argument(
+        "--loader",
+        default="fast",
+        choices=LOADERS,
+        help="fast: MNIST as a tensor on the device; classic: torchvision DataLoader",
+    )
     p.add_argument("--no-augment", action="store_true", help="train without random rotation/shift")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
-    p.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
-                   help="continue from the run's last checkpoint in --out (or from CHECKPOINT)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="CHECKPOINT",
+        help="continue from the run's last checkpoint in --out (or from CHECKPOINT)",
+    )
     return p.parse_args(argv)
 
 
@@ -98,9 +138,17 @@ def training_config(args: argparse.Namespace) -> dict:
     """What defines the run: a resumed run must use the same, or its metrics would mix two runs."""
     recipe = RECIPES[args.model]
     overrides = {k: getattr(args, k) for k in ("lr", "momentum", "schedule") if getattr(args, k) is not None}
-    return {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-            "subset": args.subset, "val": args.val, "loader": args.loader, "augment": not args.no_augment,
-            "recipe": asdict(replace(recipe, **overrides))}
+    return {
+        "model": args.model,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "subset": args.subset,
+        "val": args.val,
+        "loader": args.loader,
+        "augment": not args.no_augment,
+        "recipe": asdict(replace(recipe, **overrides)),
+    }
 
 
 def check_same_config(saved: dict, current: dict, path: Path) -> None:
@@ -141,8 +189,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     seed_everything(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = DataConfig(root=args.data_dir, batch_size=args.batch_size, loader=args.loader, subset=args.subset,
-                      val=args.val, augment=not args.no_augment, seed=args.seed)
+    data = DataConfig(
+        root=args.data_dir,
+        batch_size=args.batch_size,
+        loader=args.loader,
+        subset=args.subset,
+        val=args.val,
+        augment=not args.no_augment,
+        seed=args.seed,
+    )
     train_loader, eval_loader, split = make_loaders(data, device)
     model = get_model(args.model).to(device)
     recipe = Recipe(**config["recipe"])
@@ -150,8 +205,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     params, budget = count_parameters(model), MODELS[args.model].budget
     print(f"model {args.model}: {params:,} parameters" + (f" (budget < {budget:,})" if budget else ""))
-    print(f"device {device_description(device)}; {len(train_loader.dataset):,} training images, "
-          f"evaluating on {split} ({len(eval_loader.dataset):,}); recipe {config['recipe']}")
+    print(
+        f"device {device_description(device)}; {len(train_loader.dataset):,} training images, "
+        f"evaluating on {split} ({len(eval_loader.dataset):,}); recipe {config['recipe']}"
+    )
     print_summary(model)
 
     history, first_epoch, train_time = [], 1, 0.0
@@ -174,12 +231,31 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             if not per_batch:
                 scheduler.step()
             train_time += time.perf_counter() - t0
-            history.append({"epoch": epoch, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
-                            f"{split}_loss": ev["loss"], f"{split}_acc": ev["acc"], "time_s": time.perf_counter() - t0})
-            save_checkpoint({"model_name": args.model, "config": config, "epoch": epoch, "history": history,
-                             "train_time_s": train_time, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                             "rng": capture_rng(train_loader)}, ckpt_path)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "lr": lr,
+                    "train_loss": tr["loss"],
+                    "train_acc": tr["acc"],
+                    f"{split}_loss": ev["loss"],
+                    f"{split}_acc": ev["acc"],
+                    "time_s": time.perf_counter() - t0,
+                }
+            )
+            save_checkpoint(
+                {
+                    "model_name": args.model,
+                    "config": config,
+                    "epoch": epoch,
+                    "history": history,
+                    "train_time_s": train_time,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": capture_rng(train_loader),
+                },
+                ckpt_path,
+            )
     except KeyboardInterrupt:
         done = history[-1]["epoch"] if history else 0
         where = f"the checkpoint after epoch {done} is {ckpt_path}" if done else "no epoch finished, nothing to resume"
@@ -188,15 +264,27 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return 130
 
     result = {
-        "model": args.model, "params": params, "budget": budget, "seed": args.seed, "command": command,
-        "git_commit": commit, "versions": versions(), "device": device_description(device),
-        "config": config, "eval_split": split, "resumed_after_epoch": saved["epoch"] if saved else None,
-        "setup_time_s": setup_time, "train_time_s": train_time, "epochs": history,
+        "model": args.model,
+        "params": params,
+        "budget": budget,
+        "seed": args.seed,
+        "command": command,
+        "git_commit": commit,
+        "versions": versions(),
+        "device": device_description(device),
+        "config": config,
+        "eval_split": split,
+        "resumed_after_epoch": saved["epoch"] if saved else None,
+        "setup_time_s": setup_time,
+        "train_time_s": train_time,
+        "epochs": history,
     }
     atomic_write(results_path, lambda f: f.write(json.dumps(result, indent=1).encode()))
     final = history[-1][f"{split}_acc"]
-    print(f"final {split} accuracy {final:.2f}% after {args.epochs} epochs, {train_time:.0f} s of training; "
-          f"results in {results_path}")
+    print(
+        f"final {split} accuracy {final:.2f}% after {args.epochs} epochs, {train_time:.0f} s of training; "
+        f"results in {results_path}"
+    )
     return 0
 
 

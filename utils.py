@@ -11,8 +11,9 @@ import math
 import os
 import random
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -70,7 +71,9 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         name = next(n for n, ok in available.items() if ok)
     if not available.get(name, False):
-        raise UserError(f"device '{name}' is not available here (available: {', '.join(n for n, ok in available.items() if ok)})")
+        raise UserError(
+            f"device '{name}' is not available here (available: {', '.join(n for n, ok in available.items() if ok)})"
+        )
     return torch.device(name)
 
 
@@ -116,7 +119,9 @@ def check_idx_file(path: Path) -> int:
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)] if len(data) >= header else []
     expected = header + math.prod(dims) if dims else None
     if expected != len(data):
-        raise UserError(f"{path} is truncated or damaged: its header promises {expected} bytes, the file has {len(data)}")
+        raise UserError(
+            f"{path} is truncated or damaged: its header promises {expected} bytes, the file has {len(data)}"
+        )
     canonical = MNIST_FILES.get(path.name)
     if canonical and len(data) == canonical[1] and hashlib.md5(data).hexdigest() != canonical[0]:
         raise UserError(f"{path} is damaged: its MD5 differs from the published one ({canonical[0]}); replace it")
@@ -164,13 +169,23 @@ def load_mnist(root: str | os.PathLike, train: bool, download: bool = True) -> t
 # ---------------------------------------------------------------------------------------------
 def classic_transforms(augment: bool) -> transforms.Compose:
     """The torchvision per-image pipeline (PIL -> tensor), as taught in the course."""
-    steps = [transforms.RandomAffine(AUG_DEGREES, translate=(AUG_TRANSLATE, AUG_TRANSLATE),
-                                     interpolation=transforms.InterpolationMode.BILINEAR)] if augment else []
+    steps = (
+        [
+            transforms.RandomAffine(
+                AUG_DEGREES,
+                translate=(AUG_TRANSLATE, AUG_TRANSLATE),
+                interpolation=transforms.InterpolationMode.BILINEAR,
+            )
+        ]
+        if augment
+        else []
+    )
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
-def random_affine(x: Tensor, generator: torch.Generator, degrees: float = AUG_DEGREES,
-                  translate: float = AUG_TRANSLATE) -> Tensor:
+def random_affine(
+    x: Tensor, generator: torch.Generator, degrees: float = AUG_DEGREES, translate: float = AUG_TRANSLATE
+) -> Tensor:
     """Rotate each image of a (B, 1, H, W) batch about its centre, then shift it by whole pixels.
 
     Same distribution as `transforms.RandomAffine(degrees, translate=(t, t))`: angle uniform in
@@ -184,10 +199,13 @@ def random_affine(x: Tensor, generator: torch.Generator, degrees: float = AUG_DE
     tx, ty = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h  # pixels -> affine_grid's [-1, 1] units
     cos, sin = angle.cos(), angle.sin()
     # affine_grid maps output to input coordinates, so it takes the inverse of rotate-then-shift.
-    theta = torch.stack([
-        torch.stack([cos, sin, -(cos * tx + sin * ty)], dim=1),
-        torch.stack([-sin, cos, -(-sin * tx + cos * ty)], dim=1),
-    ], dim=1)
+    theta = torch.stack(
+        [
+            torch.stack([cos, sin, -(cos * tx + sin * ty)], dim=1),
+            torch.stack([-sin, cos, -(-sin * tx + cos * ty)], dim=1),
+        ],
+        dim=1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -200,8 +218,17 @@ class DeviceLoader:
     state is enough to resume an epoch sequence exactly.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, device: torch.device, *,
-                 shuffle: bool, augment: bool, seed: int = 0) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        device: torch.device,
+        *,
+        shuffle: bool,
+        augment: bool,
+        seed: int = 0,
+    ) -> None:
         self.images = images.to(device).unsqueeze(1)
         self.labels = labels.to(device)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
@@ -215,7 +242,11 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n, device = len(self.labels), self.labels.device
-        order = torch.randperm(n, device=device, generator=self.generator) if self.shuffle else torch.arange(n, device=device)
+        order = (
+            torch.randperm(n, device=device, generator=self.generator)
+            if self.shuffle
+            else torch.arange(n, device=device)
+        )
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = self.images[idx].float().div(255)  # the arithmetic of ToTensor ...
@@ -263,10 +294,18 @@ def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object,
 
     if cfg.loader == "fast":
         sel = lambda t, r: t[r.start : r.stop]  # noqa: E731 - ranges are contiguous
-        train = DeviceLoader(sel(train_x, train_idx), sel(train_y, train_idx), cfg.batch_size, device,
-                             shuffle=True, augment=cfg.augment, seed=cfg.seed)
-        evaluate = DeviceLoader(sel(eval_x, eval_idx), sel(eval_y, eval_idx), TEST_BATCH_SIZE, device,
-                                shuffle=False, augment=False)
+        train = DeviceLoader(
+            sel(train_x, train_idx),
+            sel(train_y, train_idx),
+            cfg.batch_size,
+            device,
+            shuffle=True,
+            augment=cfg.augment,
+            seed=cfg.seed,
+        )
+        evaluate = DeviceLoader(
+            sel(eval_x, eval_idx), sel(eval_y, eval_idx), TEST_BATCH_SIZE, device, shuffle=False, augment=False
+        )
         return train, evaluate, split
     if cfg.loader != "classic":
         raise UserError(f"unknown loader '{cfg.loader}'; known: {', '.join(LOADERS)}")
@@ -277,24 +316,33 @@ def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object,
 
     workers = min(2, os.cpu_count() or 1)
     common = {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": False}
-    train = torch.utils.data.DataLoader(dataset(True, cfg.augment, train_idx), batch_size=cfg.batch_size, shuffle=True,
-                                        generator=torch.Generator().manual_seed(cfg.seed), **common)
-    evaluate = torch.utils.data.DataLoader(dataset(val_idx is not None, False, eval_idx), batch_size=TEST_BATCH_SIZE,
-                                           shuffle=False, **common)
+    train = torch.utils.data.DataLoader(
+        dataset(True, cfg.augment, train_idx),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        **common,
+    )
+    evaluate = torch.utils.data.DataLoader(
+        dataset(val_idx is not None, False, eval_idx), batch_size=TEST_BATCH_SIZE, shuffle=False, **common
+    )
     return train, evaluate, split
 
 
 # ---------------------------------------------------------------------------------------------
 # Optimizer, train and test
 # ---------------------------------------------------------------------------------------------
-def make_optimizer(model: nn.Module, recipe: Recipe, epochs: int, steps_per_epoch: int
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
+def make_optimizer(
+    model: nn.Module, recipe: Recipe, epochs: int, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
     """SGD + the recipe's schedule; the bool says whether to step the scheduler every batch."""
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
     if recipe.schedule == "step":
         return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma), False
     if recipe.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, recipe.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
+        )
         return optimizer, sched, True
     raise UserError(f"unknown schedule '{recipe.schedule}'; known: {', '.join(SCHEDULES)}")
 
@@ -303,9 +351,15 @@ class NonFiniteLoss(UserError):
     pass
 
 
-def train(model: nn.Module, device: torch.device, loader, optimizer: torch.optim.Optimizer,
-          batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, epoch: int = 1,
-          progress: bool = True) -> dict[str, float]:
+def train(
+    model: nn.Module,
+    device: torch.device,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    epoch: int = 1,
+    progress: bool = True,
+) -> dict[str, float]:
     """One epoch of training; returns mean loss and accuracy (%) over the epoch.
 
     Running sums stay on the device and are read only every LOG_EVERY batches, so the loop
@@ -335,10 +389,13 @@ def train(model: nn.Module, device: torch.device, loader, optimizer: torch.optim
         if (i + 1) % LOG_EVERY == 0 or i + 1 == len(loader):
             if first_bad.item() >= 0:
                 bar.close()
-                raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch}, batch {first_bad.item()}; "
-                                    "lower --lr (the last good checkpoint is kept)")
-            bar.set_description(f"Epoch {epoch} Train: Loss={loss.item():.4f} Batch_id={i} "
-                                f"Accuracy={100 * correct.item() / seen:.2f}")
+                raise NonFiniteLoss(
+                    f"loss became NaN/inf in epoch {epoch}, batch {first_bad.item()}; "
+                    "lower --lr (the last good checkpoint is kept)"
+                )
+            bar.set_description(
+                f"Epoch {epoch} Train: Loss={loss.item():.4f} Batch_id={i} Accuracy={100 * correct.item() / seen:.2f}"
+            )
     return {"loss": loss_sum.item() / seen, "acc": 100 * correct.item() / seen}
 
 
@@ -362,8 +419,10 @@ def test(model: nn.Module, device: torch.device, loader, split: str = "test", ve
     correct, total = int((preds == targets).sum()), len(targets)
     stats = {"loss": losses.mean().item(), "acc": 100 * correct / total}
     if verbose:
-        print(f"{split.capitalize()} set: Average loss: {stats['loss']:.4f}, "
-              f"Accuracy: {correct}/{total} ({stats['acc']:.2f}%)")
+        print(
+            f"{split.capitalize()} set: Average loss: {stats['loss']:.4f}, "
+            f"Accuracy: {correct}/{total} ({stats['acc']:.2f}%)"
+        )
     return stats
 
 
@@ -424,15 +483,23 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> dict:
     if not path.is_file():
         raise UserError(f"no checkpoint at {path} to resume from")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "unexpected pickle protocol": the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"{path} is not a loadable checkpoint (damaged, or holds more than tensors): {first[:160]}") from None
+        raise UserError(
+            f"{path} is not a loadable checkpoint (damaged, or holds more than tensors): {first[:160]}"
+        ) from None
     if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
-        raise UserError(f"{path} is not a checkpoint of train.py (missing {sorted(CHECKPOINT_KEYS - set(state or {}))})")
+        raise UserError(
+            f"{path} is not a checkpoint of train.py (missing {sorted(CHECKPOINT_KEYS - set(state or {}))})"
+        )
     if model_name is not None and state["model_name"] != model_name:
-        raise UserError(f"{path} holds model '{state['model_name']}', not '{model_name}'; "
-                        f"pass --model {state['model_name']} or another checkpoint")
+        raise UserError(
+            f"{path} holds model '{state['model_name']}', not '{model_name}'; "
+            f"pass --model {state['model_name']} or another checkpoint"
+        )
     return state
 
 
@@ -487,12 +554,16 @@ def receptive_field_table(model: nn.Module, size: int = 28, channels: int = 1) -
 
 def format_rf_table(rows: list[RFRow], markdown: bool = False) -> str:
     head = ("layer", "out size", "channels", "RF", "jump", "params")
-    cells = [head] + [(r.layer, f"{r.size}x{r.size}", str(r.channels), str(r.rf), str(r.jump), f"{r.params:,}") for r in rows]
+    cells = [head] + [
+        (r.layer, f"{r.size}x{r.size}", str(r.channels), str(r.rf), str(r.jump), f"{r.params:,}") for r in rows
+    ]
     if markdown:
         lines = ["| " + " | ".join(c) + " |" for c in cells]
         return "\n".join([lines[0], "|" + "---|" * len(head), *lines[1:]])
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    return "\n".join("  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(head))) for c in cells)
+    return "\n".join(
+        "  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(head))) for c in cells
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,9 +575,16 @@ def git_commit() -> str:
 
     here = Path(__file__).parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
@@ -545,19 +623,38 @@ def _digit_grid(images: Tensor, titles: list[str], cols: int, suptitle: str, col
     return fig
 
 
-def plot_samples(images: Tensor, labels: Tensor, path: str | os.PathLike | None = None, n: int = 24,
-                 title: str = "Training samples (augmented) with their labels"):
+def plot_samples(
+    images: Tensor,
+    labels: Tensor,
+    path: str | os.PathLike | None = None,
+    n: int = 24,
+    title: str = "Training samples (augmented) with their labels",
+):
     """A grid of the first n images (raw or normalized) with their labels."""
     return _finish(_digit_grid(images[:n], [f"label {int(v)}" for v in labels[:n]], 8, title), path)
 
 
-def plot_misclassified(images: Tensor, preds: Tensor, targets: Tensor, path: str | os.PathLike | None = None,
-                       n: int = 24, title: str = "Misclassified test images"):
+def plot_misclassified(
+    images: Tensor,
+    preds: Tensor,
+    targets: Tensor,
+    path: str | os.PathLike | None = None,
+    n: int = 24,
+    title: str = "Misclassified test images",
+):
     """The first n test images the model got wrong: true label and prediction above each."""
     wrong = (preds != targets).nonzero().flatten()[:n]
     titles = [f"true {int(targets[i])} / pred {int(preds[i])}" for i in wrong]
-    return _finish(_digit_grid(images[wrong], titles, 6, f"{title} ({int((preds != targets).sum())} in all)",
-                               colors=["firebrick"] * len(titles)), path)
+    return _finish(
+        _digit_grid(
+            images[wrong],
+            titles,
+            6,
+            f"{title} ({int((preds != targets).sum())} in all)",
+            colors=["firebrick"] * len(titles),
+        ),
+        path,
+    )
 
 
 def plot_curves(history: list[dict], path: str | os.PathLike | None = None, title: str = "", target: float = 99.4):
@@ -573,7 +670,7 @@ def plot_curves(history: list[dict], path: str | os.PathLike | None = None, titl
     ax_acc.plot(epochs, [h["train_acc"] for h in history], "o-", label="train")
     ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], "s-", label=split)
     ax_acc.axhline(target, color="gray", ls="--", lw=1, label=f"target {target}%")
-    low = min(min(h["train_acc"], h[f"{split}_acc"]) for h in history[len(history) // 3:])
+    low = min(min(h["train_acc"], h[f"{split}_acc"]) for h in history[len(history) // 3 :])
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy", ylim=(max(low - 0.3, 90), 100))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -596,10 +693,22 @@ def plot_confusion(preds: Tensor, targets: Tensor, path: str | os.PathLike | Non
     for t in range(10):
         for p in range(10):
             v = int(cm[t, p])
-            ax.text(p, t, str(v), ha="center", va="center", fontsize=8,
-                    color="gray" if t == p else ("white" if v > off.max() / 2 else "black"))
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted class", ylabel="true class",
-           title=title or f"Confusion matrix ({int(off.sum())} errors of {int(cm.sum())})")
+            ax.text(
+                p,
+                t,
+                str(v),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="gray" if t == p else ("white" if v > off.max() / 2 else "black"),
+            )
+    ax.set(
+        xticks=range(10),
+        yticks=range(10),
+        xlabel="predicted class",
+        ylabel="true class",
+        title=title or f"Confusion matrix ({int(off.sum())} errors of {int(cm.sum())})",
+    )
     fig.colorbar(im, ax=ax, label="misclassified count")
     fig.tight_layout()
     return _finish(fig, path)

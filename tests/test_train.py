@@ -1,0 +1,110 @@
+import json
+import math
+
+import pytest
+import torch
+from conftest import assert_one_line_error, run_cli
+
+import train as train_script
+import utils  # (not `from utils import test`: pytest would collect it as a test)
+from model import get_model
+from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, seed_everything
+
+
+@pytest.mark.parametrize("loader", ["fast", "classic"])
+def test_one_epoch_of_s7_8k_learns_real_mnist(real_root, loader):
+    """The default recipe, one epoch over all 60k real images: >= 97.5 % on the real test set."""
+    seed_everything(0)
+    device = torch.device("cpu")
+    train_loader, test_loader, split = make_loaders(DataConfig(root=str(real_root), loader=loader), device)
+    model = get_model("s7_8k")
+    optimizer, scheduler, per_batch = make_optimizer(model, RECIPES["s7_8k"], 15, len(train_loader))
+    utils.train(model, device, train_loader, optimizer, scheduler if per_batch else None, progress=False)
+    assert split == "test"
+    assert utils.test(model, device, test_loader)["acc"] >= 97.5
+
+
+def test_non_finite_loss_names_epoch_and_batch(synthetic_root):
+    device = torch.device("cpu")
+    loader, _, _ = make_loaders(DataConfig(root=str(synthetic_root), batch_size=64, download=False), device)
+    model = get_model("s7_8k")
+    with torch.no_grad():
+        model[-1][0].weight.fill_(float("nan"))
+    optimizer, _, _ = make_optimizer(model, RECIPES["s7_8k"], 1, len(loader))
+    with pytest.raises(NonFiniteLoss, match="epoch 3, batch 0"):
+        utils.train(model, device, loader, optimizer, epoch=3, progress=False)
+
+
+def smoke_args(root, out, *extra):
+    return ["--model", "s7_8k", "--epochs", "2", "--subset", "256", "--data-dir", str(root), "--out", str(out), *extra]
+
+
+def test_cli_smoke_run_writes_a_complete_results_json(synthetic_root, tmp_path):
+    proc = run_cli(*smoke_args(synthetic_root, tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "s7_8k-seed0-subset256.json").read_text())
+    assert result["command"].startswith("python train.py --model s7_8k")
+    assert result["seed"] == 0 and result["params"] == 7432 and result["budget"] == 8000
+    assert result["versions"]["torch"] == torch.__version__ and result["device"].startswith("cpu")
+    assert result["git_commit"] and result["eval_split"] == "test"
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2]
+    for epoch in result["epochs"]:
+        assert {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "time_s"} <= epoch.keys()
+        assert all(math.isfinite(v) for v in epoch.values())
+        assert 0 <= epoch["test_acc"] <= 100
+    assert "Total params: 7,432" in proc.stdout and "Test set: Average loss" in proc.stdout
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(synthetic_root, tmp_path, capsys):
+    for out in ("a", "b"):
+        assert train_script.main(smoke_args(synthetic_root, tmp_path / out, "--seed", "7")) == 0
+    a, b = (json.loads((tmp_path / out / "s7_8k-seed7-subset256.json").read_text()) for out in ("a", "b"))
+    strip = lambda run: [{k: v for k, v in e.items() if k != "time_s"} for e in run["epochs"]]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert train_script.main(smoke_args(synthetic_root, tmp_path / "c", "--seed", "8")) == 0
+    c = json.loads((tmp_path / "c" / "s7_8k-seed8-subset256.json").read_text())
+    assert strip(c) != strip(a)
+
+
+def snapshot(folder):
+    return {p: p.stat().st_size for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model", "resnet"], "invalid choice: 'resnet'"),
+        (["--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
+        (["--batch-size", "-5"], "argument --batch-size: must be a positive integer, got '-5'"),
+        (["--lr", "nan"], "argument --lr: must be a positive number"),
+        (["--subset", "100000"], "--subset must be between 1 and"),
+        (["--val", "-1"], "--val must be between 0 and"),
+    ],
+)
+def test_bad_flags_get_one_line_errors(synthetic_root, tmp_path, flags, message):
+    before = snapshot(synthetic_root)
+    proc = run_cli("--data-dir", str(synthetic_root), "--out", str(tmp_path / "out"), *flags)
+    assert_one_line_error(proc, message)
+    assert snapshot(synthetic_root) == before
+
+
+def test_unknown_model_message_lists_known_models(tmp_path):
+    proc = run_cli("--model", "resnet", "--out", str(tmp_path))
+    assert_one_line_error(proc, "s6", "s7_8k", "baseline")
+
+
+def test_data_root_without_mnist_offline_names_data_dir(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli("--data-dir", str(empty), "--out", str(tmp_path / "out"), "--subset", "10")
+    assert_one_line_error(proc, "--data-dir", str(empty))
+    assert list(empty.iterdir()) == []
+
+
+def test_truncated_data_file_is_named_and_left_alone(synthetic_root, tmp_path):
+    path = synthetic_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:5000])
+    before = snapshot(synthetic_root)
+    proc = run_cli(*smoke_args(synthetic_root, tmp_path))
+    assert_one_line_error(proc, "t10k-images-idx3-ubyte is truncated")
+    assert snapshot(synthetic_root) == before
