@@ -79,10 +79,20 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "baseline": ModelSpec(Baseline, None, "reference CNN 32-64-128-256 + FC, the starting point"),
-    "s6": ModelSpec(lambda: BudgetNet((16, 32, 16, 16, 32, 16), dropout=0.05), 20_000, "< 20k, the headline"),
-    "s7_10k": ModelSpec(lambda: BudgetNet((10, 20, 10, 16, 16, 20), dropout=0.05), 10_000, "< 10k"),
-    "s7_8k": ModelSpec(lambda: BudgetNet((8, 16, 8, 16, 16, 16), dropout=0.03), 8_000, "< 8k"),
+    "baseline": ModelSpec(Baseline, None, 'the "before": convs 32-64-128-256, FC 4096 -> 50 -> 10, no BatchNorm'),
+    "s6": ModelSpec(
+        lambda: BudgetNet((16, 32, 16, 16, 32, 16), dropout=0.05),
+        20_000,
+        "conv 16-32, max-pool + 1x1 to 16, conv 16-32-16, 1x1 to 10, GAP",
+    ),
+    "s7_10k": ModelSpec(
+        lambda: BudgetNet((10, 20, 10, 16, 16, 20), dropout=0.05),
+        10_000,
+        "the same shape, widths 10-20 / 10 / 16-16-20",
+    ),
+    "s7_8k": ModelSpec(
+        lambda: BudgetNet((8, 16, 8, 16, 16, 16), dropout=0.03), 8_000, "the same shape, widths 8-16 / 8 / 16-16-16"
+    ),
 }
 
 

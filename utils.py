@@ -615,7 +615,7 @@ def _digit_grid(images: Tensor, titles: list[str], cols: int, suptitle: str, col
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.55 * rows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for i, (ax, img) in enumerate(zip(axes.flat, images)):
+    for i, (ax, img) in enumerate(zip(axes.flat, images, strict=False)):
         ax.imshow(img.squeeze().cpu().numpy(), cmap="gray_r")
         ax.set_title(titles[i], fontsize=9, color=(colors or ["black"] * len(titles))[i])
     fig.suptitle(suptitle, fontsize=11)

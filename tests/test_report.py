@@ -1,0 +1,34 @@
+import json
+
+import report
+
+
+def test_readme_tables_are_generated_from_the_committed_results():
+    """README.md must equal what report.py renders from results/ now: no typed or stale numbers."""
+    readme = (report.HERE / "README.md").read_text()
+    assert report.render(readme, report.load_runs()) == readme
+
+
+def fake_run(model, seed, accs):
+    epochs = [{"epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]
+    return {
+        "model": model,
+        "params": 7432,
+        "budget": 8000,
+        "seed": seed,
+        "epochs": epochs,
+        "train_time_s": 60,
+        "device": "cpu",
+        "eval_split": "test",
+        "config": {"epochs": len(accs)},
+    }
+
+
+def test_a_missed_target_is_reported_as_missed(tmp_path):
+    (tmp_path / "s7_8k-seed0.json").write_text(json.dumps(fake_run("s7_8k", 0, [99.0, 99.5, 99.39, 99.6])))
+    (tmp_path / "s7_8k-seed1.json").write_text(json.dumps(fake_run("s7_8k", 1, [99.0, 99.41, 99.4, 99.45])))
+    (tmp_path / "s7_8k-seed2-subset256.json").write_text(json.dumps(fake_run("s7_8k", 2, [10.0])))  # not published
+    table = report.results_table(report.load_runs(tmp_path)).splitlines()
+    assert len(table) == 4
+    assert "| 0 |" in table[2] and "99.60 %" in table[2] and "99.39 %" in table[2] and "**missed**" in table[2]
+    assert "| 1 |" in table[3] and "| 99.40 % | 2 | met |" in table[3]
