@@ -11,11 +11,9 @@ killed run resumes to exactly the metrics and weights of an uninterrupted one.
 
 import argparse
 import json
-import os
 import shlex
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 
 from model import MODELS, count_parameters, get_model
 from utils import (
+    DATA_DIR,
     LOADERS,
     RECIPES,
     SCHEDULES,
@@ -45,6 +44,7 @@ from utils import (
     test,
     train,
     versions,
+    writable_dir,
 )
 
 
@@ -88,7 +88,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--data-dir",
-        default=os.environ.get("MNIST_ROOT", "data"),
+        default=DATA_DIR,
         help="folder holding MNIST/raw; downloaded there when missing and online (default: $MNIST_ROOT or ./data)",
     )
     p.add_argument("--out", default="results", help="folder for the results JSON and the checkpoint")
@@ -121,17 +121,6 @@ def run_name(args: argparse.Namespace) -> str:
     """results/<model>-seed<k>; runs on other data regimes get a suffix so they never overwrite it."""
     suffix = (f"-val{args.val}" if args.val else "") + (f"-subset{args.subset}" if args.subset else "")
     return f"{args.model}-seed{args.seed}{suffix}"
-
-
-def writable_dir(path: str) -> Path:
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to output folder '{out}': {err.strerror or err}") from None
-    return out
 
 
 def training_config(args: argparse.Namespace) -> dict:

@@ -32,6 +32,7 @@ AUG_DEGREES = 7.0  # random rotation in [-7, 7] degrees ...
 AUG_TRANSLATE = 0.05  # ... and a shift of up to 5 % of the side (rounded to whole pixels)
 TEST_BATCH_SIZE = 1000  # evaluation has no gradients: large batches are free speed
 LOG_EVERY = 20  # batches between progress-bar updates (each one syncs with the device)
+DATA_DIR = os.environ.get("MNIST_ROOT", "data")  # default folder holding MNIST/raw
 
 
 @dataclass(frozen=True)
@@ -468,6 +469,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def writable_dir(path: str | os.PathLike) -> Path:
+    """Create the folder if needed and prove a file can be written there, before any work."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to output folder '{out}': {err.strerror or err}") from None
+    return out
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
