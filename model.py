@@ -31,7 +31,7 @@ def gap_head(c_in: int, classes: int = 10) -> nn.Sequential:
 class BudgetNet(nn.Sequential):
     """Two conv blocks at full resolution, a transition, three conv blocks, a GAP head.
 
-    Maps: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> GAP. Receptive field 20 px at the
+    Maps: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> GAP. Receptive field 18 px at the
     last conv; GAP then pools over the whole digit. Dropout sits on the small maps only: at full
     resolution its masks cost half of a CPU training step, and augmentation regularizes there.
     """

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import datasets, transforms
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: readable in a terminal, a log and a saved notebook alike
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters
@@ -534,48 +534,62 @@ class RFRow:
     channels: int
     rf: int  # receptive field of one output unit, in input pixels
     jump: int  # input pixels between neighbouring output units
-    params: int
+    params: int  # of the layer and of the BatchNorm that follows it
+
+
+def _describe(layer: nn.Module, channels: int) -> str:
+    if isinstance(layer, nn.Conv2d):
+        k = layer.kernel_size[0]
+        pad = f", pad {layer.padding[0]}" if layer.padding[0] else ""
+        return f"conv {k}x{k}{pad}, {layer.in_channels}->{layer.out_channels}"
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+        return f"{'max' if isinstance(layer, nn.MaxPool2d) else 'avg'}-pool {layer.kernel_size}x{layer.kernel_size}"
+    if isinstance(layer, nn.Linear):
+        return f"linear {layer.in_features}->{layer.out_features}"
+    return f"global avg-pool ({channels} maps)"
 
 
 def receptive_field_table(model: nn.Module, size: int = 28, channels: int = 1) -> list[RFRow]:
-    """Walk a sequential model's layers and track output size, receptive field and jump.
+    """Walk a sequential model and track, per layer, output size, receptive field and jump.
 
-    rf_out = rf_in + (k - 1) * jump_in, jump_out = jump_in * stride, n_out = (n + 2p - k) // s + 1.
-    Global pooling and fully connected layers see the whole input.
+    n_out = (n_in + 2p - k) // s + 1,  rf_out = rf_in + (k - 1) * jump_in,  jump_out = jump_in * s.
+    Global pooling and fully connected layers take in the whole map. BatchNorm parameters are
+    added to the layer before them, so the column sums to the model's parameter count.
     """
-    rows, rf, jump = [], 1, 1
-    for name, layer in model.named_modules():
+    rows: list[RFRow] = []
+    rf, jump = 1, 1
+    for layer in model.modules():
         if any(True for _ in layer.children()):
             continue
-        kind = type(layer).__name__
         params = sum(p.numel() for p in layer.parameters())
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k, s, p = (layer.kernel_size, layer.stride, layer.padding)
-            k, s, p = (v[0] if isinstance(v, tuple) else v for v in (k, s, p))
-            size = (size + 2 * p - k) // s + 1
-            rf, jump = rf + (k - 1) * jump, jump * s
+            k, s, p = (v[0] if isinstance(v, tuple) else v for v in (layer.kernel_size, layer.stride, layer.padding))
+            size, rf, jump = (size + 2 * p - k) // s + 1, rf + (k - 1) * jump, jump * s
             channels = layer.out_channels if isinstance(layer, nn.Conv2d) else channels
         elif isinstance(layer, (nn.AdaptiveAvgPool2d, nn.Linear)):
-            rf, jump = rf + (size - 1) * jump, jump * size
-            size = 1
+            size, rf, jump = 1, rf + (size - 1) * jump, jump * size
             channels = layer.out_features if isinstance(layer, nn.Linear) else channels
         else:
+            if params and rows:
+                rows[-1].params += params
             continue
-        rows.append(RFRow(f"{name} {kind}", size, channels, rf, jump, params))
+        rows.append(RFRow(_describe(layer, channels), size, channels, rf, jump, params))
     return rows
 
 
 def format_rf_table(rows: list[RFRow], markdown: bool = False) -> str:
-    head = ("layer", "out size", "channels", "RF", "jump", "params")
+    """The table as aligned text (for print) or as Markdown (for the README)."""
+    head = ("#", "layer", "output", "channels", "RF", "jump", "params")
     cells = [head] + [
-        (r.layer, f"{r.size}x{r.size}", str(r.channels), str(r.rf), str(r.jump), f"{r.params:,}") for r in rows
+        (str(i), r.layer, f"{r.size}x{r.size}", str(r.channels), str(r.rf), str(r.jump), f"{r.params:,}")
+        for i, r in enumerate(rows, 1)
     ]
     if markdown:
         lines = ["| " + " | ".join(c) + " |" for c in cells]
         return "\n".join([lines[0], "|" + "---|" * len(head), *lines[1:]])
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
     return "\n".join(
-        "  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(head))) for c in cells
+        "  ".join(c[i].ljust(widths[i]) if i == 1 else c[i].rjust(widths[i]) for i in range(len(head))) for c in cells
     )
 
 

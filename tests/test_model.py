@@ -30,3 +30,24 @@ def test_unknown_model_lists_the_known_ones():
     with pytest.raises(KeyError) as err:
         get_model("resnet")
     assert "resnet" in str(err.value) and all(name in str(err.value) for name in MODELS)
+
+
+def test_receptive_field_table_matches_the_hand_computation_for_s7_8k():
+    """Worked by hand: n_out = n_in - k + 1 for unpadded convs, rf += (k - 1) * jump, jump *= stride."""
+    from utils import receptive_field_table
+
+    rows = receptive_field_table(get_model("s7_8k"))
+    got = [(r.size, r.channels, r.rf, r.jump) for r in rows]
+    assert got == [
+        (26, 8, 3, 1),  # conv 3x3: rf 1 + 2*1
+        (24, 16, 5, 1),  # conv 3x3: rf 3 + 2*1
+        (12, 16, 6, 2),  # max-pool 2x2: rf 5 + 1*1, jump doubles
+        (12, 8, 6, 2),  # 1x1 conv: nothing changes but channels
+        (10, 16, 10, 2),  # conv 3x3: rf 6 + 2*2
+        (8, 16, 14, 2),
+        (6, 16, 18, 2),
+        (6, 10, 18, 2),  # 1x1 head
+        (1, 10, 28, 12),  # GAP over 6x6: rf 18 + 5*2 = 28, the whole image
+    ]
+    assert rows[0].params == 8 * 9 + 2 * 8  # weights + BatchNorm scale and shift
+    assert sum(r.params for r in rows) == count_parameters(get_model("s7_8k"))
