@@ -10,7 +10,6 @@ killed run resumes to exactly the metrics and weights of an uninterrupted one.
 """
 
 import argparse
-import json
 import shlex
 import signal
 import sys
@@ -29,7 +28,6 @@ from utils import (
     DataConfig,
     Recipe,
     UserError,
-    atomic_write,
     capture_rng,
     device_description,
     git_commit,
@@ -39,12 +37,12 @@ from utils import (
     pick_device,
     print_summary,
     restore_rng,
+    run_epoch,
+    run_record,
     save_checkpoint,
     seed_everything,
-    test,
-    train,
-    versions,
     writable_dir,
+    write_json,
 )
 
 
@@ -200,36 +198,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     )
     print_summary(model)
 
-    history, first_epoch, train_time = [], 1, 0.0
+    history, first_epoch = [], 1
     if saved:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         restore_rng(saved["rng"], train_loader)
-        history, first_epoch, train_time = saved["history"], saved["epoch"] + 1, saved["train_time_s"]
+        history, first_epoch = saved["history"], saved["epoch"] + 1
         print(f"resumed from {ckpt_path} after epoch {saved['epoch']}")
     setup_time = time.perf_counter() - started
 
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         for epoch in range(first_epoch, args.epochs + 1):
-            t0 = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            tr = train(model, device, train_loader, optimizer, scheduler if per_batch else None, epoch)
-            ev = test(model, device, eval_loader, split)
-            if not per_batch:
-                scheduler.step()
-            train_time += time.perf_counter() - t0
             history.append(
-                {
-                    "epoch": epoch,
-                    "lr": lr,
-                    "train_loss": tr["loss"],
-                    "train_acc": tr["acc"],
-                    f"{split}_loss": ev["loss"],
-                    f"{split}_acc": ev["acc"],
-                    "time_s": time.perf_counter() - t0,
-                }
+                run_epoch(model, device, train_loader, eval_loader, optimizer, scheduler, per_batch, epoch, split)
             )
             save_checkpoint(
                 {
@@ -237,7 +220,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     "config": config,
                     "epoch": epoch,
                     "history": history,
-                    "train_time_s": train_time,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -252,26 +234,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"\ninterrupted: {where}" + (f"; resume with: {resume}" if done else ""), file=sys.stderr)
         return 130
 
-    result = {
-        "model": args.model,
-        "params": params,
-        "budget": budget,
-        "seed": args.seed,
-        "command": command,
-        "git_commit": commit,
-        "versions": versions(),
-        "device": device_description(device),
-        "config": config,
-        "eval_split": split,
-        "resumed_after_epoch": saved["epoch"] if saved else None,
-        "setup_time_s": setup_time,
-        "train_time_s": train_time,
-        "epochs": history,
-    }
-    atomic_write(results_path, lambda f: f.write(json.dumps(result, indent=1).encode()))
+    result = run_record(args.model, model, args.seed, device, command, commit, config, split, history)
+    result.update(resumed_after_epoch=saved["epoch"] if saved else None, setup_time_s=setup_time)
+    write_json(results_path, result)
     final = history[-1][f"{split}_acc"]
     print(
-        f"final {split} accuracy {final:.2f}% after {args.epochs} epochs, {train_time:.0f} s of training; "
+        f"final {split} accuracy {final:.2f}% after {args.epochs} epochs, {result['train_time_s']:.0f} s of training; "
         f"results in {results_path}"
     )
     return 0

@@ -7,10 +7,12 @@ the notebook all train the same way.
 import contextlib
 import copy
 import hashlib
+import json
 import math
 import os
 import random
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -427,6 +429,35 @@ def test(model: nn.Module, device: torch.device, loader, split: str = "test", ve
     return stats
 
 
+def run_epoch(
+    model: nn.Module,
+    device: torch.device,
+    train_loader,
+    eval_loader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    per_batch: bool,
+    epoch: int,
+    split: str = "test",
+) -> dict[str, float]:
+    """Train one epoch, evaluate, step an epoch-wise scheduler: the history row of that epoch."""
+    start = time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
+    tr = train(model, device, train_loader, optimizer, scheduler if per_batch else None, epoch)
+    ev = test(model, device, eval_loader, split)
+    if not per_batch:
+        scheduler.step()
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": tr["loss"],
+        "train_acc": tr["acc"],
+        f"{split}_loss": ev["loss"],
+        f"{split}_acc": ev["acc"],
+        "time_s": time.perf_counter() - start,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Randomness and checkpoints
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +518,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-CHECKPOINT_KEYS = {"model_name", "config", "epoch", "model", "optimizer", "scheduler", "history", "rng", "train_time_s"}
+CHECKPOINT_KEYS = {"model_name", "config", "epoch", "model", "optimizer", "scheduler", "history", "rng"}
 
 
 def load_checkpoint(path: Path, model_name: str | None = None) -> dict:
@@ -623,6 +654,40 @@ def versions() -> dict[str, str]:
     import torchvision
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def run_record(
+    model_name: str,
+    model: nn.Module,
+    seed: int,
+    device: torch.device,
+    command: str,
+    commit: str,
+    config: dict,
+    split: str,
+    history: list[dict],
+) -> dict:
+    """What a results/*.json file holds: enough to tell exactly what ran, where, and how it went."""
+    from model import MODELS, count_parameters
+
+    return {
+        "model": model_name,
+        "params": count_parameters(model),
+        "budget": MODELS[model_name].budget,
+        "seed": seed,
+        "command": command,
+        "git_commit": commit,
+        "versions": versions(),
+        "device": device_description(device),
+        "config": config,
+        "eval_split": split,
+        "train_time_s": sum(h["time_s"] for h in history),
+        "epochs": history,
+    }
+
+
+def write_json(path: str | os.PathLike, obj: object) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 # ---------------------------------------------------------------------------------------------
