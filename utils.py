@@ -7,6 +7,7 @@ the notebook all train the same way.
 import contextlib
 import copy
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -774,7 +775,7 @@ def plot_curves(history: list[dict], path: str | os.PathLike | None = None, titl
 
 
 def plot_confusion(preds: Tensor, targets: Tensor, path: str | os.PathLike | None = None, title: str = ""):
-    """Counts of true (rows) against predicted (columns) class; the diagonal is dimmed to show errors."""
+    """Counts of true (rows) against predicted (columns) class; colour marks the errors only."""
     import matplotlib.pyplot as plt
 
     cm = torch.zeros(10, 10, dtype=torch.long)
@@ -782,18 +783,10 @@ def plot_confusion(preds: Tensor, targets: Tensor, path: str | os.PathLike | Non
     off = cm.clone().fill_diagonal_(0)
     fig, ax = plt.subplots(figsize=(6.2, 5.4))
     im = ax.imshow(off.numpy(), cmap="Reds")
-    for t in range(10):
-        for p in range(10):
-            v = int(cm[t, p])
-            ax.text(
-                p,
-                t,
-                str(v),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="gray" if t == p else ("white" if v > off.max() / 2 else "black"),
-            )
+    for (t, p), v in zip(itertools.product(range(10), range(10)), cm.flatten().tolist(), strict=True):
+        if v or t == p:  # empty cells stay blank, so the errors stand out
+            shade = "gray" if t == p else ("white" if v > off.max() / 2 else "black")
+            ax.text(p, t, str(v), ha="center", va="center", fontsize=8, color=shade)
     ax.set(
         xticks=range(10),
         yticks=range(10),
