@@ -1,26 +1,31 @@
-"""Regenerate the README's tables from the run files in results/ (never type a number by hand).
+"""Regenerate the README's numbers, tables and plots from the files in results/ (never type a number by hand).
 
-python report.py          # rewrite the generated blocks of README.md
+python report.py          # rewrite the generated blocks of README.md and images/test-accuracy.png
 python report.py --check  # exit 1 if README.md is out of date with results/
 """
 
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
+
+import torch
+
+from model import MODELS, count_parameters, get_model
+from utils import RECIPES, format_rf_table, receptive_field_table
 
 HERE = Path(__file__).parent
 TARGET = 99.4  # % test accuracy, on the final epoch and on each of the last 3
 PUBLISHED = re.compile(r"^(?P<model>\w+?)-seed(?P<seed>\d+)\.json$")  # full-data runs on the test set
-MODEL_ORDER = ["baseline", "s6", "s7_10k", "s7_8k"]
 
 
 def load_runs(folder: Path = HERE / "results") -> list[dict]:
     """Published runs, sorted by model (story order) and seed."""
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if PUBLISHED.match(p.name)]
     runs = [r for r in runs if r.get("eval_split") == "test" and len(r["epochs"]) == r["config"]["epochs"]]
-    rank = {m: i for i, m in enumerate(MODEL_ORDER)}
+    rank = {m: i for i, m in enumerate(MODELS)}
     return sorted(runs, key=lambda r: (rank.get(r["model"], len(rank)), r["model"], r["seed"]))
 
 
@@ -53,6 +58,48 @@ def results_table(runs: list[dict]) -> str:
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
+def summarize(runs: list[dict]) -> dict[str, dict]:
+    """Per model, over every seed that was run: what results/summary.json holds."""
+    summary = {}
+    for model in dict.fromkeys(r["model"] for r in runs):
+        group = [r for r in runs if r["model"] == model]
+        finals = [test_accs(r)[-1] for r in group]
+        firsts = [next((e["epoch"] for e in r["epochs"] if e["test_acc"] >= TARGET), None) for r in group]
+        summary[model] = {
+            "params": group[0]["params"],
+            "budget": group[0]["budget"],
+            "seeds": [r["seed"] for r in group],
+            "final_acc_mean": statistics.fmean(finals),
+            "final_acc_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "final_acc_min": min(finals),
+            "final_acc_max": max(finals),
+            "seeds_at_target_last3": sum(target_met(r) for r in group),
+            "first_epoch_at_target": firsts,
+            "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in group),
+            "devices": sorted({r["device"] for r in group}),
+        }
+    return summary
+
+
+def summary_table(summary: dict[str, dict]) -> str:
+    head = (
+        f"| model | params (budget) | seeds | final test acc, mean ± std | min – max | seeds ≥ {TARGET} % in each "
+        "of the last 3 epochs | first epoch ≥ 99.4 % (per seed) | mean train time |\n|---|---|---|---|---|---|---|---|"
+    )
+    rows = []
+    for model, s in summary.items():
+        budget = f" (< {s['budget']:,})" if s["budget"] else ""
+        n, ok = len(s["seeds"]), s["seeds_at_target_last3"]
+        held = f"{ok} of {n}" + ("" if ok == n else " **(missed)**")
+        firsts = ", ".join(str(f) if f else "never" for f in s["first_epoch_at_target"])
+        rows.append(
+            f"| `{model}` | {s['params']:,}{budget} | {n} | {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % "
+            f"| {s['final_acc_min']:.2f} – {s['final_acc_max']:.2f} % | {held} "
+            f"| {firsts} | {s['train_time_s_mean'] / 60:.1f} min |"
+        )
+    return "\n".join([head, *rows]) if rows else "_No published runs yet._"
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     """Swap what stands between <!-- name:begin --> and <!-- name:end --> for body."""
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
@@ -62,8 +109,6 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def models_table() -> str:
-    from model import MODELS, count_parameters, get_model
-
     rows = [
         f"| `{name}` | {count_parameters(get_model(name)):,} | {f'< {spec.budget:,}' if spec.budget else '—'} "
         f"| {spec.about} |"
@@ -72,28 +117,169 @@ def models_table() -> str:
     return "\n".join(["| name | parameters | budget | design |", "|---|---|---|---|", *rows])
 
 
+STORY = {  # per step: what it set out to do, and what its result taught (numbers are filled in from results/)
+    "baseline": (
+        "Get the pipeline right with a big, plain CNN: convs 32-64-128-256, two max-pools, FC 4096 → 50 → 10.",
+        "{params} parameters, {fc:.0%} of them in the first fully connected layer, no BatchNorm, no augmentation "
+        "and no global pooling. The budgeted nets keep the 3x3 stacks and max-pool, and replace the FC head by a "
+        "1x1 convolution to 10 maps plus global average pooling.",
+    ),
+    "s6": (
+        "< 20,000 parameters, ≥ 99.4 % in each of the last 3 of 15 epochs. BatchNorm after every convolution, a "
+        "max-pool followed by a 1x1 convolution that halves the channels, Dropout 0.05 on the small maps, a GAP "
+        "head, ±7° / ±1 px augmentation, SGD (lr {lr}, momentum {momentum}) with StepLR (÷{div:.0f} every "
+        "{step_size} epochs).",
+        "Train accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %): augmentation and Dropout "
+        "keep the net from overfitting. Most of its {params} parameters sit in the 16→32 and 32→16 convolutions, "
+        "so the next step narrows the channels with the same shape and recipe.",
+    ),
+    "s7_10k": (
+        "< 10,000 parameters with the same shape and recipe: widths 10-20 / 10 / 16-16-20.",
+        "With about half the parameters of s6, the final accuracy moves by {delta:+.2f} points against s6. "
+        "Train accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %).",
+    ),
+    "s7_8k": (
+        "< 8,000 parameters: widths 8-16 / 8 / 16-16-16, Dropout 0.03 (less regularization for less capacity).",
+        "Against s6 the final accuracy moves by {delta:+.2f} points with {ratio:.0%} of its parameters; train "
+        "accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %).",
+    ),
+}
+
+
+def story(runs: list[dict]) -> str:
+    """The Target / Result / Analysis table, baseline -> s6 -> s7_10k -> s7_8k, from the seed-0 runs."""
+    first = {r["model"]: r for r in reversed(runs)}  # lowest seed of each model
+    rows = ["| step | target | result | analysis |", "|---|---|---|---|"]
+    for name, (target, analysis) in STORY.items():
+        model = get_model(name)
+        params = count_parameters(model)
+        run = first.get(name)
+        facts = {"params": f"{params:,}", "ratio": params / count_parameters(get_model("s6"))}
+        if run is None:
+            result = f"{params:,} parameters; **not run here** (no `results/{name}-seed*.json`)"
+        else:
+            accs = test_accs(run)
+            result = (
+                f"{params:,} parameters; seed {run['seed']}: {accs[-1]:.2f} % after {len(accs)} epochs, last 3 ≥ "
+                f"{min(accs[-3:]):.2f} %, first ≥ {TARGET} % at epoch {first_epoch_at_target(run)}: "
+                f"target {'met' if target_met(run) else '**missed**'}"
+            )
+            train, test = run["epochs"][-1]["train_acc"], accs[-1]
+            facts.update(train=train, test=test, gap_word="below" if train < test else "above")
+            if "s6" in first:
+                facts["delta"] = test - test_accs(first["s6"])[-1]
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        facts["fc"] = sum(p.numel() for p in linears[0].parameters()) / params if linears else 0.0
+        recipe = RECIPES[name]
+        target = target.format(lr=recipe.lr, momentum=recipe.momentum, div=1 / recipe.gamma, step_size=recipe.step_size)
+        try:
+            analysis = analysis.format(**facts)
+        except KeyError:  # needs a run (or the s6 run) that is not there yet
+            analysis = "—"
+        rows.append(f"| `{name}` | {target} | {result} | {analysis} |")
+    return "\n".join(rows)
+
+
+def speed(folder: Path = HERE / "results") -> str:
+    """Loader benchmark (bench.py) and the wall time of the full s7_8k run, against their targets."""
+    lines = []
+    for path in sorted(folder.glob("bench-*.json")):
+        b = json.loads(path.read_text())
+        m = b["median_images_per_s"]
+        target = " (target ≥ 1.3×: " + ("met" if b["fast_over_classic"] >= 1.3 else "**missed**") + ")"
+        lines.append(
+            f"| {b['device']} | `{b['model']}` | {b['batch_size']} | {m['fast']:,.0f} | {m['classic']:,.0f} "
+            f"| {b['fast_over_classic']:.2f}×{target if path.stem == 'bench-cpu' else ''} "
+            f"| median of {b['repeats']} × {b['timed_batches']} batches |"
+        )
+    table = "_No benchmark yet: run `python bench.py`._"
+    if lines:
+        head = "| device | model | batch | fast images/s | classic images/s | fast / classic | evidence |"
+        table = "\n".join([head, "|---|---|---|---|---|---|---|", *lines])
+    runs = [r for r in load_runs(folder) if r["model"] == "s7_8k"]
+    if runs:
+        r = runs[0]
+        total = r["train_time_s"] + r.get("setup_time_s", 0)
+        verdict = "met" if total <= 300 else "**missed**"
+        table += (
+            f"\n\nA full 15-epoch `s7_8k` run (`{r['command']}`), start-up included: {total / 60:.1f} min on "
+            f"{r['device']} (target ≤ 5 min: {verdict})."
+        )
+    return table
+
+
+def plot_accuracy(runs: list[dict], path: Path = HERE / "images" / "test-accuracy.png") -> None:
+    """Test accuracy per epoch of each model: mean over its seeds, with the min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for model, summary in summarize(runs).items():
+        group = [test_accs(r) for r in runs if r["model"] == model]
+        epochs, per_epoch = range(1, len(group[0]) + 1), list(zip(*group, strict=True))
+        label = f"{model} ({summary['params']:,} params), " + (f"mean of {len(group)} seeds" if group[1:] else "1 seed")
+        line = ax.plot(epochs, [statistics.fmean(a) for a in per_epoch], "o-", ms=3, label=label)
+        if len(group) > 1:
+            ax.fill_between(
+                epochs,
+                [min(a) for a in per_epoch],
+                [max(a) for a in per_epoch],
+                color=line[0].get_color(),
+                alpha=0.2,
+                lw=0,
+            )
+    ax.axhline(TARGET, color="gray", ls="--", lw=1, label=f"target {TARGET} %")
+    ax.set(
+        xlabel="epoch",
+        ylabel="test accuracy (%)",
+        ylim=(98.0, 99.8),
+        title="MNIST test accuracy per epoch (band: min to max over seeds)",
+    )
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
 def render(readme: str, runs: list[dict]) -> str:
-    note = f"_Generated by `python report.py` from {len(runs)} run files in `results/`; target: ≥ {TARGET} % "
-    note += "test accuracy in each of the last 3 epochs._\n\n"
+    note = (
+        f"_Generated by `python report.py` from the {len(runs)} run files in `results/` (every seed that was run; "
+        f"summary in `results/summary.json`). Target: ≥ {TARGET} % test accuracy in each of the last 3 epochs._\n\n"
+    )
     readme = replace_block(readme, "models", models_table())
-    return replace_block(readme, "results", note + results_table(runs))
+    readme = replace_block(readme, "rf", format_rf_table(receptive_field_table(get_model("s6")), markdown=True))
+    readme = replace_block(readme, "story", story(runs))
+    readme = replace_block(readme, "speed", speed())
+    per_run = "\n\n<details><summary>Every run</summary>\n\n" + results_table(runs) + "\n\n</details>"
+    return replace_block(readme, "results", note + summary_table(summarize(runs)) + per_run)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    parser.add_argument("--check", action="store_true", help="only check that README.md and summary.json are current")
     args = parser.parse_args(argv)
-    readme_path = HERE / "README.md"
+    runs = load_runs()
+    readme_path, summary_path = HERE / "README.md", HERE / "results" / "summary.json"
     old = readme_path.read_text()
-    new = render(old, load_runs())
+    new, summary = render(old, runs), json.dumps(summarize(runs), indent=1) + "\n"
     if args.check:
-        if new != old:
-            print("README.md is out of date with results/: run python report.py", file=sys.stderr)
-            return 1
-        return 0
+        stale = [p.name for p, text in ((readme_path, new), (summary_path, summary)) if read(p) != text]
+        if stale:
+            print(f"out of date with results/: {', '.join(stale)}; run python report.py", file=sys.stderr)
+        return 1 if stale else 0
     readme_path.write_text(new)
-    print(f"README.md updated from {len(load_runs())} runs")
+    summary_path.write_text(summary)
+    plot_accuracy(runs)
+    print(f"README.md, results/summary.json and images/test-accuracy.png updated from {len(runs)} runs")
     return 0
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 import json
 
+import pytest
+
 import report
 
 
-def test_readme_tables_are_generated_from_the_committed_results():
-    """README.md must equal what report.py renders from results/ now: no typed or stale numbers."""
-    readme = (report.HERE / "README.md").read_text()
-    assert report.render(readme, report.load_runs()) == readme
+def test_readme_and_summary_are_generated_from_the_committed_results():
+    """README.md and summary.json must equal what report.py renders from results/ now: no typed or stale numbers."""
+    assert report.main(["--check"]) == 0
 
 
 def fake_run(model, seed, accs):
@@ -32,3 +33,14 @@ def test_a_missed_target_is_reported_as_missed(tmp_path):
     assert len(table) == 4
     assert "| 0 |" in table[2] and "99.60 %" in table[2] and "99.39 %" in table[2] and "**missed**" in table[2]
     assert "| 1 |" in table[3] and "| 99.40 % | 2 | met |" in table[3]
+
+
+def test_summary_counts_every_seed_and_flags_misses(tmp_path):
+    for seed, accs in enumerate([[99.5, 99.5, 99.5], [99.3, 99.45, 99.39], [99.6, 99.6, 99.7]]):
+        (tmp_path / f"s6-seed{seed}.json").write_text(json.dumps(fake_run("s6", seed, accs)))
+    s = report.summarize(report.load_runs(tmp_path))["s6"]
+    assert s["seeds"] == [0, 1, 2] and s["seeds_at_target_last3"] == 2
+    assert s["final_acc_mean"] == pytest.approx((99.5 + 99.39 + 99.7) / 3)
+    assert s["final_acc_min"] == 99.39 and s["final_acc_max"] == 99.7
+    assert s["first_epoch_at_target"] == [1, 2, 1]
+    assert "2 of 3 **(missed)**" in report.summary_table({"s6": s})
