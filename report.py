@@ -208,6 +208,27 @@ def speed(folder: Path = HERE / "results") -> str:
     return table
 
 
+def notebook_run(folder: Path = HERE / "results") -> str:
+    """What the committed notebook run reached, and whether train.py gives the same numbers."""
+    lines = []
+    for path in sorted(folder.glob("notebook-*.json")):
+        nb = json.loads(path.read_text())
+        accs = test_accs(nb)
+        line = (
+            f"The committed notebook run (`{nb['model']}`, seed {nb['seed']}, {len(accs)} epochs on {nb['device']}): "
+            f"final test accuracy {accs[-1]:.2f} %, last 3 epochs ≥ {min(accs[-3:]):.2f} %"
+        )
+        cli = folder / f"{nb['model']}-seed{nb['seed']}.json"
+        if cli.exists() and len(accs) == len(test_accs(json.loads(cli.read_text()))):
+            same = all(
+                {k: v for k, v in a.items() if k != "time_s"} == {k: v for k, v in b.items() if k != "time_s"}
+                for a, b in zip(nb["epochs"], json.loads(cli.read_text())["epochs"], strict=True)
+            )
+            line += f"; per-epoch metrics {'identical to' if same else '**different from**'} `{cli.name}` (train.py)"
+        lines.append(line + ".")
+    return "\n\n".join(lines) or "_The notebook has not been run in full yet._"
+
+
 def plot_accuracy(runs: list[dict], path: Path = HERE / "images" / "test-accuracy.png") -> None:
     """Test accuracy per epoch of each model: mean over its seeds, with the min-max band."""
     import matplotlib
@@ -254,6 +275,7 @@ def render(readme: str, runs: list[dict]) -> str:
     readme = replace_block(readme, "rf", format_rf_table(receptive_field_table(get_model("s6")), markdown=True))
     readme = replace_block(readme, "story", story(runs))
     readme = replace_block(readme, "speed", speed())
+    readme = replace_block(readme, "notebook", notebook_run())
     per_run = "\n\n<details><summary>Every run</summary>\n\n" + results_table(runs) + "\n\n</details>"
     return replace_block(readme, "results", note + summary_table(summarize(runs)) + per_run)
 

@@ -84,6 +84,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--momentum", type=float, help="SGD momentum; default: the model's recipe")
     p.add_argument("--schedule", choices=SCHEDULES, help="lr schedule; default: the model's recipe")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="several runs, one per seed (e.g. 0 1 2 3 4)")
     p.add_argument(
         "--data-dir",
         default=DATA_DIR,
@@ -144,6 +145,17 @@ def check_same_config(saved: dict, current: dict, path: Path) -> None:
         raise UserError(f"{path} was trained with other settings: {', '.join(diffs)}; resume with the original flags")
 
 
+def resume_command(argv: list[str], seed: int) -> str:
+    """The command line that continues this run: same flags, this one seed, --resume."""
+    kept, skipping = [], False
+    for arg in argv:
+        if arg.startswith("-"):
+            skipping = arg.split("=", 1)[0] in ("--seeds", "--seed", "--resume")
+        if not skipping:
+            kept.append(arg)
+    return shlex.join(["python", "train.py", *kept, "--seed", str(seed), "--resume"])
+
+
 def raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -151,11 +163,15 @@ def raise_interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    try:
-        return run(args, argv)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    for seed in args.seeds or [args.seed]:
+        try:
+            status = run(argparse.Namespace(**{**vars(args), "seed": seed}), argv)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if status:
+            return status
+    return 0
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -230,7 +246,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     except KeyboardInterrupt:
         done = history[-1]["epoch"] if history else 0
         where = f"the checkpoint after epoch {done} is {ckpt_path}" if done else "no epoch finished, nothing to resume"
-        resume = shlex.join(["python", "train.py", *[a for a in argv if a != "--resume"], "--resume"])
+        resume = resume_command(argv, args.seed)
         print(f"\ninterrupted: {where}" + (f"; resume with: {resume}" if done else ""), file=sys.stderr)
         return 130
 

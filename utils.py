@@ -84,7 +84,8 @@ def pick_device(name: str = "auto") -> torch.device:
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def seed_everything(seed: int) -> None:

@@ -108,3 +108,17 @@ def test_truncated_data_file_is_named_and_left_alone(synthetic_root, tmp_path):
     proc = run_cli(*smoke_args(synthetic_root, tmp_path))
     assert_one_line_error(proc, "t10k-images-idx3-ubyte is truncated")
     assert snapshot(synthetic_root) == before
+
+
+def test_seeds_flag_runs_one_published_file_per_seed(synthetic_root, tmp_path):
+    proc = run_cli("--model", "s7_8k", "--epochs", "1", "--subset", "128", "--data-dir", str(synthetic_root),
+                   "--out", str(tmp_path), "--seeds", "3", "4")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = [json.loads((tmp_path / f"s7_8k-seed{k}-subset128.json").read_text()) for k in (3, 4)]
+    assert [r["seed"] for r in runs] == [3, 4]
+    assert runs[0]["epochs"][0]["train_loss"] != runs[1]["epochs"][0]["train_loss"]
+
+
+def test_resume_command_keeps_the_flags_and_names_the_seed():
+    argv = ["--model", "s6", "--seeds", "0", "1", "--epochs", "3", "--resume=x.pt"]
+    assert train_script.resume_command(argv, 1) == "python train.py --model s6 --epochs 3 --seed 1 --resume"
