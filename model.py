@@ -93,6 +93,9 @@ MODELS: dict[str, ModelSpec] = {
     "s7_8k": ModelSpec(
         lambda: BudgetNet((8, 16, 8, 16, 16, 16), dropout=0.03), 8_000, "the same shape, widths 8-16 / 8 / 16-16-16"
     ),
+    "s7_5k": ModelSpec(
+        lambda: BudgetNet((8, 12, 8, 12, 12, 14), dropout=0.02), 5_000, "the same shape, widths 8-12 / 8 / 12-12-14"
+    ),
 }
 
 

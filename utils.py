@@ -42,7 +42,7 @@ DATA_DIR = os.environ.get("MNIST_ROOT", "data")  # default folder holding MNIST/
 class Recipe:
     """How one model is trained: SGD with momentum and a learning-rate schedule.
 
-    `schedule="step"` is StepLR (lr divided by 1/gamma every `step_size` epochs);
+    `schedule="step"` is StepLR (lr multiplied by `gamma` every `step_size` epochs);
     `schedule="onecycle"` is OneCycleLR peaking at `lr`, stepped every batch.
     """
 
@@ -58,6 +58,7 @@ RECIPES: dict[str, Recipe] = {
     "s6": Recipe(),
     "s7_10k": Recipe(),
     "s7_8k": Recipe(),
+    "s7_5k": Recipe(),
 }
 SCHEDULES = ("step", "onecycle")
 
@@ -287,6 +288,10 @@ def split_indices(cfg: DataConfig, n_train: int) -> tuple[range, range | None]:
     return range(train_end), (range(n_train - cfg.val, n_train) if cfg.val else None)
 
 
+def _rows(t: Tensor, r: range) -> Tensor:
+    return t[r.start : r.stop]  # the splits are contiguous ranges: a view, no copy
+
+
 def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object, str]:
     """(train loader, evaluation loader, name of the evaluation split: "test" or "val")."""
     train_x, train_y = load_mnist(cfg.root, train=True, download=cfg.download)
@@ -298,10 +303,9 @@ def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object,
         eval_x, eval_y, eval_idx, split = train_x, train_y, val_idx, "val"
 
     if cfg.loader == "fast":
-        sel = lambda t, r: t[r.start : r.stop]  # noqa: E731 - ranges are contiguous
         train = DeviceLoader(
-            sel(train_x, train_idx),
-            sel(train_y, train_idx),
+            _rows(train_x, train_idx),
+            _rows(train_y, train_idx),
             cfg.batch_size,
             device,
             shuffle=True,
@@ -309,7 +313,7 @@ def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object,
             seed=cfg.seed,
         )
         evaluate = DeviceLoader(
-            sel(eval_x, eval_idx), sel(eval_y, eval_idx), TEST_BATCH_SIZE, device, shuffle=False, augment=False
+            _rows(eval_x, eval_idx), _rows(eval_y, eval_idx), TEST_BATCH_SIZE, device, shuffle=False, augment=False
         )
         return train, evaluate, split
     if cfg.loader != "classic":

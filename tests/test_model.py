@@ -51,3 +51,9 @@ def test_receptive_field_table_matches_the_hand_computation_for_s7_8k():
     ]
     assert rows[0].params == 8 * 9 + 2 * 8  # weights + BatchNorm scale and shift
     assert sum(r.params for r in rows) == count_parameters(get_model("s7_8k"))
+
+
+def test_every_model_has_a_training_recipe():
+    from utils import RECIPES
+
+    assert set(RECIPES) == set(MODELS)
