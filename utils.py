@@ -58,7 +58,7 @@ RECIPES: dict[str, Recipe] = {
     "s6": Recipe(),
     "s7_10k": Recipe(),
     "s7_8k": Recipe(),
-    "s7_5k": Recipe(),
+    "s7_5k": Recipe(lr=0.1, schedule="onecycle"),  # chosen on --val 5000: see results/validation/
 }
 SCHEDULES = ("step", "onecycle")
 
