@@ -228,7 +228,8 @@ def speed(folder: Path = HERE / "results") -> str:
         fastest = min(runs, key=lambda r: total[r["seed"]])
         verdict = "met" if total[fastest["seed"]] <= 300 else "**missed**"
         table += (
-            f"\n\nA full 15-epoch `s7_8k` run through `train.py`, start-up included: "
+            f"\n\nA full 15-epoch `s7_8k` run through `train.py` (data loading and all 15 epochs; not the few "
+            f"seconds Python takes to import torch): "
             f"{total[fastest['seed']] / 60:.1f} min on {fastest['device']} (`{fastest['command']}`; target ≤ 5 min: "
             f"{verdict}). That is the fastest of the {len(runs)} `s7_8k` runs; their median is "
             f"{statistics.median(total.values()) / 60:.1f} min, as some ran while the machine did other work."

@@ -185,8 +185,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     saved = None
     if args.resume:
-        saved = load_checkpoint(ckpt_path if args.resume == "auto" else Path(args.resume), args.model)
-        check_same_config(saved["config"], config, ckpt_path)
+        resume_path = ckpt_path if args.resume == "auto" else Path(args.resume)
+        saved = load_checkpoint(resume_path, args.model)
+        check_same_config(saved["config"], config, resume_path)
 
     started = time.perf_counter()
     seed_everything(args.seed)
@@ -221,7 +222,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         scheduler.load_state_dict(saved["scheduler"])
         restore_rng(saved["rng"], train_loader)
         history, first_epoch = saved["history"], saved["epoch"] + 1
-        print(f"resumed from {ckpt_path} after epoch {saved['epoch']}")
+        print(f"resumed from {resume_path} after epoch {saved['epoch']}")
     setup_time = time.perf_counter() - started
 
     signal.signal(signal.SIGTERM, raise_interrupt)
