@@ -91,9 +91,10 @@ def summary_table(summary: dict[str, dict]) -> str:
         budget = f" (< {s['budget']:,})" if s["budget"] else ""
         n, ok = len(s["seeds"]), s["seeds_at_target_last3"]
         held = f"{ok} of {n}" + ("" if ok == n else " **(missed)**")
+        spread = f" ± {s['final_acc_std']:.2f}" if n > 1 else ""
         firsts = ", ".join(str(f) if f else "never" for f in s["first_epoch_at_target"])
         rows.append(
-            f"| `{model}` | {s['params']:,}{budget} | {n} | {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % "
+            f"| `{model}` | {s['params']:,}{budget} | {n} | {s['final_acc_mean']:.2f}{spread} % "
             f"| {s['final_acc_min']:.2f} – {s['final_acc_max']:.2f} % | {held} "
             f"| {firsts} | {s['train_time_s_mean'] / 60:.1f} min |"
         )
