@@ -241,6 +241,11 @@ def speed(folder: Path = HERE / "results") -> str:
     return table
 
 
+def epoch_metrics(run: dict) -> list[dict]:
+    """Per-epoch numbers without wall time: what must match between two runs of the same recipe and seed."""
+    return [{k: v for k, v in e.items() if k != "time_s"} for e in run["epochs"]]
+
+
 def notebook_run(folder: Path = HERE / "results") -> str:
     """What the committed notebook run reached, and whether train.py gives the same numbers."""
     lines = []
@@ -252,11 +257,8 @@ def notebook_run(folder: Path = HERE / "results") -> str:
             f"final test accuracy {accs[-1]:.2f} %, last 3 epochs ≥ {min(accs[-3:]):.2f} %"
         )
         cli = folder / f"{nb['model']}-seed{nb['seed']}.json"
-        if cli.exists() and len(accs) == len(test_accs(json.loads(cli.read_text()))):
-            same = all(
-                {k: v for k, v in a.items() if k != "time_s"} == {k: v for k, v in b.items() if k != "time_s"}
-                for a, b in zip(nb["epochs"], json.loads(cli.read_text())["epochs"], strict=True)
-            )
+        if cli.exists():
+            same = epoch_metrics(nb) == epoch_metrics(json.loads(cli.read_text()))
             line += f"; per-epoch metrics {'identical to' if same else '**different from**'} `{cli.name}` (train.py)"
         lines.append(line + ".")
     return "\n\n".join(lines) or "_The notebook has not been run in full yet._"
