@@ -14,7 +14,7 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +26,6 @@ from utils import (
     RECIPES,
     SCHEDULES,
     DataConfig,
-    Recipe,
     UserError,
     capture_rng,
     device_description,
@@ -41,6 +40,7 @@ from utils import (
     run_record,
     save_checkpoint,
     seed_everything,
+    training_config,
     writable_dir,
     write_json,
 )
@@ -122,23 +122,6 @@ def run_name(args: argparse.Namespace) -> str:
     return f"{args.model}-seed{args.seed}{suffix}"
 
 
-def training_config(args: argparse.Namespace) -> dict:
-    """What defines the run: a resumed run must use the same, or its metrics would mix two runs."""
-    recipe = RECIPES[args.model]
-    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "schedule") if getattr(args, k) is not None}
-    return {
-        "model": args.model,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "subset": args.subset,
-        "val": args.val,
-        "loader": args.loader,
-        "augment": not args.no_augment,
-        "recipe": asdict(replace(recipe, **overrides)),
-    }
-
-
 def check_same_config(saved: dict, current: dict, path: Path) -> None:
     diffs = [f"{k}={saved.get(k)!r} (now {current[k]!r})" for k in current if saved.get(k) != current[k]]
     if diffs:
@@ -176,7 +159,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     command, commit = shlex.join(["python", "train.py", *argv]), git_commit()
-    config = training_config(args)
+    data = DataConfig(
+        root=args.data_dir,
+        batch_size=args.batch_size,
+        loader=args.loader,
+        subset=args.subset,
+        val=args.val,
+        augment=not args.no_augment,
+        seed=args.seed,
+    )
+    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "schedule") if getattr(args, k) is not None}
+    recipe = replace(RECIPES[args.model], **overrides)
+    config = training_config(args.model, args.epochs, data, recipe)
     device = pick_device(args.device)
     out = writable_dir(args.out)
     name = run_name(args)
@@ -193,18 +187,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     seed_everything(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = DataConfig(
-        root=args.data_dir,
-        batch_size=args.batch_size,
-        loader=args.loader,
-        subset=args.subset,
-        val=args.val,
-        augment=not args.no_augment,
-        seed=args.seed,
-    )
     train_loader, eval_loader, split = make_loaders(data, device)
     model = get_model(args.model).to(device)
-    recipe = Recipe(**config["recipe"])
     optimizer, scheduler, per_batch = make_optimizer(model, recipe, args.epochs, len(train_loader))
 
     params, budget = count_parameters(model), MODELS[args.model].budget

@@ -16,7 +16,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -274,6 +274,21 @@ class DataConfig:
 
 
 LOADERS = ("fast", "classic")
+
+
+def training_config(model: str, epochs: int, data: DataConfig, recipe: Recipe) -> dict:
+    """What defines a run, kept in its checkpoint and record: a resumed run must match it exactly."""
+    return {
+        "model": model,
+        "epochs": epochs,
+        "batch_size": data.batch_size,
+        "seed": data.seed,
+        "subset": data.subset,
+        "val": data.val,
+        "loader": data.loader,
+        "augment": data.augment,
+        "recipe": asdict(recipe),
+    }
 
 
 def split_indices(cfg: DataConfig, n_train: int) -> tuple[range, range | None]:
@@ -787,6 +802,7 @@ def plot_curves(history: list[dict], path: str | os.PathLike | None = None, titl
 def plot_confusion(preds: Tensor, targets: Tensor, path: str | os.PathLike | None = None, title: str = ""):
     """Counts of true (rows) against predicted (columns) class; colour marks the errors only."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cm = torch.zeros(10, 10, dtype=torch.long)
     cm.index_put_((targets, preds), torch.ones_like(targets), accumulate=True)
@@ -804,6 +820,6 @@ def plot_confusion(preds: Tensor, targets: Tensor, path: str | os.PathLike | Non
         ylabel="true class",
         title=title or f"Confusion matrix ({int(off.sum())} errors of {int(cm.sum())})",
     )
-    fig.colorbar(im, ax=ax, label="misclassified count")
+    fig.colorbar(im, ax=ax, label="misclassified count", ticks=MaxNLocator(integer=True))
     fig.tight_layout()
     return _finish(fig, path)
