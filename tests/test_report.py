@@ -43,4 +43,23 @@ def test_summary_counts_every_seed_and_flags_misses(tmp_path):
     assert s["final_acc_mean"] == pytest.approx((99.5 + 99.39 + 99.7) / 3)
     assert s["final_acc_min"] == 99.39 and s["final_acc_max"] == 99.7
     assert s["first_epoch_at_target"] == [1, 2, 1]
-    assert "2 of 3 **(missed)**" in report.summary_table({"s6": s})
+    assert s["goal_verdict"] == "missed"  # s6 needs 5 of 5: one failed seed settles it
+    assert "| 2 of 3 |" in report.summary_table({"s6": s}) and ": **missed** |" in report.summary_table({"s6": s})
+
+
+@pytest.mark.parametrize(
+    ("goal", "held", "n", "mean", "verdict"),
+    [
+        (report.Goal(5), 3, 3, 99.5, "pending"),  # so far so good, but fewer than 5 seeds ran
+        (report.Goal(5), 5, 5, 99.4, "met"),
+        (report.Goal(5), 4, 5, 99.5, "missed"),
+        (report.Goal(4), 4, 5, 99.4, "met"),  # the < 5k moonshot may lose one seed ...
+        (report.Goal(4), 3, 4, 99.4, "pending"),
+        (report.Goal(4), 2, 4, 99.4, "missed"),  # ... but not two
+        (report.Goal(5, mean_final=99.5), 5, 5, 99.49, "missed"),  # every seed holds, the mean is short
+        (report.Goal(5, mean_final=99.5), 5, 5, 99.5, "met"),
+    ],
+)
+def test_goal_verdict_weighs_seeds_held_and_mean(goal, held, n, mean, verdict):
+    summary = {"seeds": list(range(n)), "seeds_at_target_last3": held, "final_acc_mean": mean}
+    assert report.goal_verdict(goal, summary) == verdict
