@@ -653,8 +653,15 @@ def format_rf_table(rows: list[RFRow], markdown: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------
 # Run metadata
 # ---------------------------------------------------------------------------------------------
+CODE_FILES = ("*.py", "*.ipynb", "requirements*.txt")  # what decides a run's numbers
+
+
 def git_commit() -> str:
-    """The repository's HEAD (with '+dirty' when tracked files differ), or 'unknown'."""
+    """The repository's HEAD, or 'unknown'; '+dirty' when tracked code differs from it.
+
+    Only code counts: a notebook run rewrites the tracked images while it runs, which does not
+    change what ran.
+    """
     import subprocess
 
     here = Path(__file__).parent
@@ -663,7 +670,7 @@ def git_commit() -> str:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_FILES],
             cwd=here,
             capture_output=True,
             text=True,

@@ -1,5 +1,8 @@
+import importlib.util
 import json
 import math
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -132,3 +135,26 @@ def test_seeds_flag_runs_one_published_file_per_seed(synthetic_root, tmp_path):
 def test_resume_command_keeps_the_flags_and_names_the_seed():
     argv = ["--model", "s6", "--seeds", "0", "1", "--epochs", "3", "--resume=x.pt"]
     assert train_script.resume_command(argv, 1) == "python train.py --model s6 --epochs 3 --seed 1 --resume"
+
+
+def test_run_records_call_a_commit_dirty_only_when_code_changed(tmp_path):
+    """A notebook run rewrites tracked images as it goes; that must not mark its record '+dirty'."""
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    shutil.copy(utils.__file__, tmp_path / "utils.py")
+    (tmp_path / "plot.png").write_bytes(b"png")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    spec = importlib.util.spec_from_file_location("utils_copy", tmp_path / "utils.py")
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+
+    clean = copy.git_commit()
+    assert len(clean) == 40
+    (tmp_path / "plot.png").write_bytes(b"another png")
+    assert copy.git_commit() == clean
+    (tmp_path / "utils.py").write_text((tmp_path / "utils.py").read_text() + "\n# edited\n")
+    assert copy.git_commit() == clean + "+dirty"
