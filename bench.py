@@ -9,7 +9,6 @@ alternate for several repeats and the median images/s of each is reported with t
 
 import argparse
 import itertools
-import json
 import shlex
 import statistics
 import sys
@@ -25,7 +24,6 @@ from utils import (
     RECIPES,
     DataConfig,
     UserError,
-    atomic_write,
     device_description,
     git_commit,
     make_loaders,
@@ -35,6 +33,7 @@ from utils import (
     train,
     versions,
     writable_dir,
+    write_json,
 )
 
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "images_per_s": rates, "median_images_per_s": median, "fast_over_classic": ratio,
     }  # fmt: skip
     path = out / f"bench-{device.type}.json"
-    atomic_write(path, lambda f: f.write(json.dumps(result, indent=1).encode()))
+    write_json(path, result)
     print(f"written to {path}")
     return 0
 

@@ -55,8 +55,8 @@ def target_met(run: dict) -> bool:
     return min(test_accs(run)[-3:]) >= TARGET
 
 
-def first_epoch_at_target(run: dict) -> str:
-    return next((str(e["epoch"]) for e in run["epochs"] if e["test_acc"] >= TARGET), "never")
+def first_epoch_at_target(run: dict) -> int | None:
+    return next((e["epoch"] for e in run["epochs"] if e["test_acc"] >= TARGET), None)
 
 
 def results_table(runs: list[dict]) -> str:
@@ -70,7 +70,7 @@ def results_table(runs: list[dict]) -> str:
         verdict = "met" if target_met(r) else "**missed**"
         rows.append(
             f"| `{r['model']}` | {r['params']:,}{budget} | {r['seed']} | {len(r['epochs'])} "
-            f"| {test_accs(r)[-1]:.2f} % | {min(test_accs(r)[-3:]):.2f} % | {first_epoch_at_target(r)} "
+            f"| {test_accs(r)[-1]:.2f} % | {min(test_accs(r)[-3:]):.2f} % | {first_epoch_at_target(r) or 'never'} "
             f"| {verdict} | {r['train_time_s'] / 60:.1f} min | {r['device']} |"
         )
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
@@ -82,7 +82,6 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
     for model in dict.fromkeys(r["model"] for r in runs):
         group = [r for r in runs if r["model"] == model]
         finals = [test_accs(r)[-1] for r in group]
-        firsts = [next((e["epoch"] for e in r["epochs"] if e["test_acc"] >= TARGET), None) for r in group]
         summary[model] = {
             "params": group[0]["params"],
             "budget": group[0]["budget"],
@@ -92,7 +91,7 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
             "final_acc_min": min(finals),
             "final_acc_max": max(finals),
             "seeds_at_target_last3": sum(target_met(r) for r in group),
-            "first_epoch_at_target": firsts,
+            "first_epoch_at_target": [first_epoch_at_target(r) for r in group],
             "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in group),
             "devices": sorted({r["device"] for r in group}),
         }
@@ -215,7 +214,7 @@ def story(runs: list[dict]) -> str:
         else:
             accs = test_accs(run)
             first_hit = first_epoch_at_target(run)
-            reached = f"first ≥ {TARGET} % at epoch {first_hit}" if first_hit != "never" else f"never ≥ {TARGET} %"
+            reached = f"first ≥ {TARGET} % at epoch {first_hit}" if first_hit else f"never ≥ {TARGET} %"
             result = (
                 f"{params:,} parameters; seed {run['seed']}: {accs[-1]:.2f} % after {len(accs)} epochs, last 3 ≥ "
                 f"{min(accs[-3:]):.2f} %, {reached}: "
