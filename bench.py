@@ -7,7 +7,6 @@ running epoch (as in training, so DataLoader worker start-up is not what is time
 alternate for several repeats and the median images/s of each is reported with the ratio.
 """
 
-import argparse
 import itertools
 import shlex
 import statistics
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 import torch
 
 from model import MODELS, get_model
+from train import OneLineParser, positive_int
 from utils import (
     DATA_DIR,
     LOADERS,
@@ -64,12 +64,12 @@ def images_per_second(loader, model_name: str, device: torch.device, warmup: int
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(description="Images/s of the fast and classic loaders.")
+    p = OneLineParser(description="Images/s of the fast and classic loaders.")
     p.add_argument("--model", default="s6", choices=list(MODELS))
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--warmup", type=int, default=10, help="batches before timing starts")
-    p.add_argument("--batches", type=int, default=80, help="timed batches per repeat")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--warmup", type=positive_int, default=10, help="batches before timing starts")
+    p.add_argument("--batches", type=positive_int, default=80, help="timed batches per repeat")
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--data-dir", default=DATA_DIR, help="folder holding MNIST/raw (default: $MNIST_ROOT or ./data)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--out", default="results")

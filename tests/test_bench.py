@@ -1,4 +1,9 @@
 import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, assert_one_line_error
 
 import bench
 
@@ -14,3 +19,11 @@ def test_bench_times_both_loaders_and_writes_its_json(synthetic_root, tmp_path, 
     median = result["median_images_per_s"]
     assert result["fast_over_classic"] == median["fast"] / median["classic"]
     assert "fast/classic" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("flags", "message"), [(["--batch-size", "0"], "--batch-size"), (["--model", "x"], "--model")])
+def test_bad_bench_flags_get_one_line_errors(tmp_path, flags, message):
+    proc = subprocess.run(
+        [sys.executable, "bench.py", *flags, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert_one_line_error(proc, message)
