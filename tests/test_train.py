@@ -11,6 +11,7 @@ from conftest import assert_one_line_error, run_cli
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
 from model import get_model
+from report import epoch_metrics
 from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, seed_everything
 
 
@@ -72,11 +73,10 @@ def test_same_seed_gives_identical_metrics_on_cpu(synthetic_root, tmp_path, caps
     for out in ("a", "b"):
         assert train_script.main(smoke_args(synthetic_root, tmp_path / out, "--seed", "7")) == 0
     a, b = (json.loads((tmp_path / out / "s7_8k-seed7-subset256.json").read_text()) for out in ("a", "b"))
-    strip = lambda run: [{k: v for k, v in e.items() if k != "time_s"} for e in run["epochs"]]  # noqa: E731
-    assert strip(a) == strip(b)
+    assert epoch_metrics(a) == epoch_metrics(b)
     assert train_script.main(smoke_args(synthetic_root, tmp_path / "c", "--seed", "8")) == 0
     c = json.loads((tmp_path / "c" / "s7_8k-seed8-subset256.json").read_text())
-    assert strip(c) != strip(a)
+    assert epoch_metrics(c) != epoch_metrics(a)
 
 
 def snapshot(folder):
