@@ -1,15 +1,25 @@
 """Parameter-budgeted MNIST CNNs, looked up by name with `get_model`.
 
-Every budgeted net is an `nn.Sequential` of 3x3/1x1 convolutions, each followed
-by BatchNorm, ReLU and Dropout, and ends in a 1x1 convolution to 10 channels and
-global average pooling: no fully connected head. Being sequential lets
-`utils.receptive_field_table` walk a net layer by layer.
+Every budgeted net is built by `Net` from a short layer string, read left to right:
+
+    "8p"   3x3 convolution to 8 maps, padded (the side stays)
+    "8"    3x3 convolution to 8 maps, unpadded (the side shrinks by 2)
+    "t8"   1x1 convolution to 8 maps (a "transition" that mixes or squeezes channels)
+    "M"    2x2 max-pool (the side halves)
+
+Each convolution is followed by BatchNorm and ReLU, each 3x3 convolution after the first pool
+also by Dropout, and every net ends in a 1x1 convolution to 10 maps and global average pooling:
+no fully connected head. Being sequential lets `utils.receptive_field_table` walk a net layer
+by layer.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+
+TOKEN = re.compile(r"^(?:M|t[1-9]\d*|[1-9]\d*p?)$")
 
 
 def conv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0) -> nn.Sequential:
@@ -18,35 +28,38 @@ def conv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout
     return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
 
 
-def transition(c_in: int, c_out: int) -> nn.Sequential:
-    """MaxPool halves the map; the 1x1 conv squeezes channels before the next block."""
-    return nn.Sequential(nn.MaxPool2d(2), conv_block(c_in, c_out, kernel=1))
-
-
 def gap_head(c_in: int, classes: int = 10) -> nn.Sequential:
     """1x1 conv to one map per class, then global average pooling to logits."""
     return nn.Sequential(nn.Conv2d(c_in, classes, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
-class BudgetNet(nn.Sequential):
-    """Two conv blocks at full resolution, a transition, three conv blocks, a GAP head.
+class Net(nn.Sequential):
+    """A budgeted CNN from a layer string such as "16 32 M t16 16 32 16" (see the module docstring).
 
-    Maps: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> GAP. Receptive field 18 px at the
-    last conv; GAP then pools over the whole digit. Dropout sits on the small maps only: at full
-    resolution its masks cost half of a CPU training step, and augmentation regularizes there.
+    Dropout sits on the maps after the first pool only: at full resolution its masks cost half of
+    a CPU training step, and augmentation regularizes there.
     """
 
-    def __init__(self, widths: tuple[int, int, int, int, int, int], dropout: float) -> None:
-        c1, c2, t, c3, c4, c5 = widths
-        super().__init__(
-            conv_block(1, c1),
-            conv_block(c1, c2),
-            transition(c2, t),
-            conv_block(t, c3, dropout=dropout),
-            conv_block(c3, c4, dropout=dropout),
-            conv_block(c4, c5, dropout=dropout),
-            gap_head(c5),
-        )
+    def __init__(self, layers: str, dropout: float = 0.0, size: int = 28) -> None:
+        blocks: list[nn.Module] = []
+        channels, pooled = 1, False
+        for token in layers.split():
+            if not TOKEN.match(token):
+                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, t8 or M")
+            if token == "M":
+                blocks.append(nn.MaxPool2d(2))
+                size, pooled = size // 2, True
+            elif token.startswith("t"):
+                blocks.append(conv_block(channels, int(token[1:]), kernel=1))
+                channels = int(token[1:])
+            else:
+                padded, width = token.endswith("p"), int(token.rstrip("p"))
+                blocks.append(conv_block(channels, width, padding=int(padded), dropout=dropout if pooled else 0.0))
+                channels, size = width, size if padded else size - 2
+            if size < 1:
+                raise ValueError(f"'{layers}' shrinks the image to nothing at '{token}'")
+        super().__init__(*blocks, gap_head(channels))
+        self.layers, self.dropout = layers, dropout
 
 
 class Baseline(nn.Sequential):
@@ -78,24 +91,14 @@ class ModelSpec:
     about: str
 
 
+def budgeted(layers: str, dropout: float, budget: int) -> ModelSpec:
+    return ModelSpec(lambda: Net(layers, dropout), budget, f"`{layers}`, dropout {dropout}")
+
+
 MODELS: dict[str, ModelSpec] = {
     "baseline": ModelSpec(Baseline, None, 'the "before": convs 32-64-128-256, FC 4096 -> 50 -> 10, no BatchNorm'),
-    "s6": ModelSpec(
-        lambda: BudgetNet((16, 32, 16, 16, 32, 16), dropout=0.05),
-        20_000,
-        "conv 16-32, max-pool + 1x1 to 16, conv 16-32-16, 1x1 to 10, GAP",
-    ),
-    "s7_10k": ModelSpec(
-        lambda: BudgetNet((10, 20, 10, 16, 16, 20), dropout=0.05),
-        10_000,
-        "the same shape, widths 10-20 / 10 / 16-16-20",
-    ),
-    "s7_8k": ModelSpec(
-        lambda: BudgetNet((8, 16, 8, 16, 16, 16), dropout=0.03), 8_000, "the same shape, widths 8-16 / 8 / 16-16-16"
-    ),
-    "s7_5k": ModelSpec(
-        lambda: BudgetNet((8, 12, 8, 12, 12, 14), dropout=0.02), 5_000, "the same shape, widths 8-12 / 8 / 12-12-14"
-    ),
+    "s6": budgeted("16 32 M t16 16 32 16", dropout=0.05, budget=20_000),
+    "s7_10k": budgeted("10 20 M t10 16 16 20", dropout=0.05, budget=10_000),
 }
 
 

@@ -1,6 +1,6 @@
 """Train one of the budgeted MNIST CNNs headlessly and record the run in results/.
 
-    python train.py                        # s6, 15 epochs, batch 128 -> results/s6-seed0.json
+    python train.py                        # s6, 15 epochs, its recipe -> results/s6-seed0.json
     python train.py --model s7_8k --seed 3 --data-dir ../shared/data
     python train.py --model s7_8k --resume # continue from results/s7_8k-seed0.pt
 
@@ -77,7 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(description="Train a parameter-budgeted CNN on MNIST.")
     p.add_argument("--model", default="s6", choices=list(MODELS), help="registry name (default: s6)")
     p.add_argument("--epochs", type=positive_int, default=15)
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, help="default: the model's recipe")
     p.add_argument(
         "--lr", type=positive_float, help="learning rate (peak lr for onecycle); default: the model's recipe"
     )
@@ -104,8 +104,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=LOADERS,
         help="fast: MNIST as a tensor on the device; classic: torchvision DataLoader",
     )
-    p.add_argument("--no-augment", action="store_true", help="train without random rotation/shift")
+    p.add_argument("--no-augment", action="store_true", help="train without the recipe's random affine augmentation")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads for torch (default: torch's choice); the same count reproduces a CPU run exactly",
+    )
     p.add_argument(
         "--resume",
         nargs="?",
@@ -146,6 +151,8 @@ def raise_interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for seed in args.seeds or [args.seed]:
         try:
             status = run(argparse.Namespace(**{**vars(args), "seed": seed}), argv)
@@ -159,17 +166,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     command, commit = shlex.join(["python", "train.py", *argv]), git_commit()
+    flags = ("lr", "momentum", "schedule", "batch_size")
+    recipe = replace(RECIPES[args.model], **{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
     data = DataConfig(
         root=args.data_dir,
-        batch_size=args.batch_size,
+        batch_size=recipe.batch_size,
         loader=args.loader,
         subset=args.subset,
         val=args.val,
-        augment=not args.no_augment,
+        augment=None if args.no_augment else recipe.augment,
         seed=args.seed,
     )
-    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "schedule") if getattr(args, k) is not None}
-    recipe = replace(RECIPES[args.model], **overrides)
     config = training_config(args.model, args.epochs, data, recipe)
     device = pick_device(args.device)
     out = writable_dir(args.out)

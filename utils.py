@@ -16,7 +16,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,19 +31,28 @@ from tqdm import tqdm  # text bars: readable in a terminal, a log and a saved no
 # Hyperparameters
 # ---------------------------------------------------------------------------------------------
 MEAN, STD = 0.1307, 0.3081  # pixel mean / std over the 60k MNIST training images
-AUG_DEGREES = 7.0  # random rotation in [-7, 7] degrees ...
-AUG_TRANSLATE = 0.05  # ... and a shift of up to 5 % of the side (rounded to whole pixels)
 TEST_BATCH_SIZE = 1000  # evaluation has no gradients: large batches are free speed
 LOG_EVERY = 20  # batches between progress-bar updates (each one syncs with the device)
 DATA_DIR = os.environ.get("MNIST_ROOT", "data")  # default folder holding MNIST/raw
 
 
 @dataclass(frozen=True)
+class Augment:
+    """A random affine map per training image, as `RandomApply([RandomAffine(...)], p)` draws it."""
+
+    degrees: float = 7.0  # rotation uniform in [-degrees, degrees]
+    translate: float = 0.05  # shift uniform up to this fraction of the side, rounded to whole pixels
+    scale: float = 0.0  # zoom uniform in [1 - scale, 1 + scale]
+    p: float = 1.0  # probability that an image is transformed at all
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """How one model is trained: SGD with momentum and a learning-rate schedule.
+    """How one model is trained: SGD with momentum, a learning-rate schedule, batch size, augmentation.
 
     `schedule="step"` is StepLR (lr multiplied by `gamma` every `step_size` epochs);
-    `schedule="onecycle"` is OneCycleLR peaking at `lr`, stepped every batch.
+    `schedule="onecycle"` is OneCycleLR, stepped every batch: it warms up to `lr` over the first
+    `pct_start` of training, then anneals (`anneal`: "cos" or "linear") to about 0 at the last batch.
     """
 
     lr: float = 0.05
@@ -51,14 +60,16 @@ class Recipe:
     schedule: str = "step"
     step_size: int = 6
     gamma: float = 0.1
+    pct_start: float = 0.3
+    anneal: str = "cos"
+    batch_size: int = 128
+    augment: Augment = field(default_factory=Augment)
 
 
 RECIPES: dict[str, Recipe] = {
     "baseline": Recipe(lr=0.01, step_size=15),
     "s6": Recipe(),
     "s7_10k": Recipe(),
-    "s7_8k": Recipe(),
-    "s7_5k": Recipe(lr=0.1, schedule="onecycle"),  # chosen on --val 5000: see results/validation/
 }
 SCHEDULES = ("step", "onecycle")
 
@@ -173,38 +184,37 @@ def load_mnist(root: str | os.PathLike, train: bool, download: bool = True) -> t
 # ---------------------------------------------------------------------------------------------
 # Augmentation and loaders
 # ---------------------------------------------------------------------------------------------
-def classic_transforms(augment: bool) -> transforms.Compose:
+def classic_transforms(augment: Augment | None) -> transforms.Compose:
     """The torchvision per-image pipeline (PIL -> tensor), as taught in the course."""
-    steps = (
-        [
-            transforms.RandomAffine(
-                AUG_DEGREES,
-                translate=(AUG_TRANSLATE, AUG_TRANSLATE),
-                interpolation=transforms.InterpolationMode.BILINEAR,
-            )
-        ]
-        if augment
-        else []
-    )
+    steps = []
+    if augment:
+        affine = transforms.RandomAffine(
+            augment.degrees,
+            translate=(augment.translate, augment.translate),
+            scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
+            interpolation=transforms.InterpolationMode.BILINEAR,
+        )
+        steps = [transforms.RandomApply([affine], p=augment.p) if augment.p < 1 else affine]
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
-def random_affine(
-    x: Tensor, generator: torch.Generator, degrees: float = AUG_DEGREES, translate: float = AUG_TRANSLATE
-) -> Tensor:
-    """Rotate each image of a (B, 1, H, W) batch about its centre, then shift it by whole pixels.
+def random_affine(x: Tensor, generator: torch.Generator, aug: Augment = Augment()) -> Tensor:
+    """Rotate and zoom each image of a (B, 1, H, W) batch about its centre, then shift it by whole pixels.
 
-    Same distribution as `transforms.RandomAffine(degrees, translate=(t, t))`: angle uniform in
-    [-degrees, degrees], shift round(uniform(-t*W, t*W)) pixels, zero fill, bilinear sampling.
-    One `affine_grid` + `grid_sample` call for the whole batch, on x's device.
+    Same distribution as `RandomApply([RandomAffine(degrees, translate=(t, t), scale=(1-s, 1+s))], p)`:
+    angle uniform in [-degrees, degrees], shift round(uniform(-t*W, t*W)) pixels, zoom uniform in
+    [1-s, 1+s], zero fill, bilinear sampling, and each image left as it is with probability 1-p.
+    One `affine_grid` + `grid_sample` call for the whole batch, on x's device. Zoom and p draw their
+    numbers only when used, so runs without them see the same random stream as before they existed.
     """
     b, _, h, w = x.shape
     u = torch.rand(b, 3, device=x.device, generator=generator) * 2 - 1
-    angle = u[:, 0] * math.radians(degrees)
-    shift = torch.round(u[:, 1:] * translate * torch.tensor([w, h], device=x.device))
+    angle = u[:, 0] * math.radians(aug.degrees)
+    shift = torch.round(u[:, 1:] * aug.translate * torch.tensor([w, h], device=x.device))
     tx, ty = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h  # pixels -> affine_grid's [-1, 1] units
-    cos, sin = angle.cos(), angle.sin()
-    # affine_grid maps output to input coordinates, so it takes the inverse of rotate-then-shift.
+    zoom = 1 + aug.scale * (torch.rand(b, device=x.device, generator=generator) * 2 - 1) if aug.scale else 1
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    # affine_grid maps output to input coordinates, so it takes the inverse of zoom-rotate-then-shift.
     theta = torch.stack(
         [
             torch.stack([cos, sin, -(cos * tx + sin * ty)], dim=1),
@@ -213,7 +223,11 @@ def random_affine(
         dim=1,
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if aug.p < 1:
+        applied = torch.rand(b, device=x.device, generator=generator) < aug.p
+        out = torch.where(applied[:, None, None, None], out, x)
+    return out
 
 
 class DeviceLoader:
@@ -232,7 +246,7 @@ class DeviceLoader:
         device: torch.device,
         *,
         shuffle: bool,
-        augment: bool,
+        augment: Augment | None,
         seed: int = 0,
     ) -> None:
         self.images = images.to(device).unsqueeze(1)
@@ -257,7 +271,7 @@ class DeviceLoader:
             idx = order[start : start + self.batch_size]
             x = self.images[idx].float().div(255)  # the arithmetic of ToTensor ...
             if self.augment:
-                x = random_affine(x, self.generator)
+                x = random_affine(x, self.generator, self.augment)
             yield x.sub(self.mean).div(self.std), self.labels[idx]  # ... and of Normalize
 
 
@@ -268,7 +282,7 @@ class DataConfig:
     loader: str = "fast"  # "fast" (DeviceLoader) or "classic" (torchvision DataLoader)
     subset: int | None = None  # train on the first N training images only
     val: int = 0  # hold out the last N training images and evaluate on them instead of the test set
-    augment: bool = True
+    augment: Augment | None = Augment()  # None: no augmentation
     seed: int = 0
     download: bool = True
 
@@ -286,7 +300,7 @@ def training_config(model: str, epochs: int, data: DataConfig, recipe: Recipe) -
         "subset": data.subset,
         "val": data.val,
         "loader": data.loader,
-        "augment": data.augment,
+        "augment": data.augment is not None,
         "recipe": asdict(recipe),
     }
 
@@ -328,13 +342,13 @@ def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object,
             seed=cfg.seed,
         )
         evaluate = DeviceLoader(
-            _rows(eval_x, eval_idx), _rows(eval_y, eval_idx), TEST_BATCH_SIZE, device, shuffle=False, augment=False
+            _rows(eval_x, eval_idx), _rows(eval_y, eval_idx), TEST_BATCH_SIZE, device, shuffle=False, augment=None
         )
         return train, evaluate, split
     if cfg.loader != "classic":
         raise UserError(f"unknown loader '{cfg.loader}'; known: {', '.join(LOADERS)}")
 
-    def dataset(train_split: bool, augment: bool, idx: range) -> torch.utils.data.Dataset:
+    def dataset(train_split: bool, augment: Augment | None, idx: range) -> torch.utils.data.Dataset:
         ds = datasets.MNIST(cfg.root, train=train_split, transform=classic_transforms(augment))
         return torch.utils.data.Subset(ds, list(idx))
 
@@ -348,7 +362,7 @@ def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object,
         **common,
     )
     evaluate = torch.utils.data.DataLoader(
-        dataset(val_idx is not None, False, eval_idx), batch_size=TEST_BATCH_SIZE, shuffle=False, **common
+        dataset(val_idx is not None, None, eval_idx), batch_size=TEST_BATCH_SIZE, shuffle=False, **common
     )
     return train, evaluate, split
 
@@ -365,7 +379,12 @@ def make_optimizer(
         return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma), False
     if recipe.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, recipe.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
+            optimizer,
+            recipe.lr,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            pct_start=recipe.pct_start,
+            anneal_strategy=recipe.anneal,
         )
         return optimizer, sched, True
     raise UserError(f"unknown schedule '{recipe.schedule}'; known: {', '.join(SCHEDULES)}")
@@ -460,12 +479,13 @@ def run_epoch(
     per_batch: bool,
     epoch: int,
     split: str = "test",
+    verbose: bool = True,
 ) -> dict[str, float]:
     """Train one epoch, evaluate, step an epoch-wise scheduler: the history row of that epoch."""
     start = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
-    tr = train(model, device, train_loader, optimizer, scheduler if per_batch else None, epoch)
-    ev = test(model, device, eval_loader, split)
+    tr = train(model, device, train_loader, optimizer, scheduler if per_batch else None, epoch, progress=verbose)
+    ev = test(model, device, eval_loader, split, verbose=verbose)
     if not per_batch:
         scheduler.step()
     return {
