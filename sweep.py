@@ -136,7 +136,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
     """The whole study as one JSON file: what the README's story links to."""
     trials = []
     for t in study.get_trials(deepcopy=False):
-        state = "rejected" if "rejected" in t.user_attrs else t.state.name.lower()
+        state = "rejected" if "rejected" in t.user_attrs else t.state.name.lower()  # complete, pruned, fail, running
         trials.append(
             {
                 "number": t.number,
@@ -171,7 +171,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--budget", type=positive_int, required=True, help="strict upper bound on parameters")
     p.add_argument("--trials", type=positive_int, default=12, help="trained trials in the study, all workers together")
     p.add_argument("--storage", help="Optuna storage URL (default: a SQLite file beside the exported trials)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed; give each worker of a study its own")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (added to the budget); one per worker of a study")
     p.add_argument("--data-dir", default=DATA_DIR, help="folder holding MNIST/raw (default: $MNIST_ROOT or ./data)")
     p.add_argument("--out", default=str(OUT), help="folder for the exported trials")
     p.add_argument("--epochs", type=positive_int, default=EPOCHS)
@@ -195,16 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    storage = args.storage or f"sqlite:///{out / 'optuna.db'}"
-    if storage.startswith("sqlite"):  # several workers on one file: wait for the lock instead of failing
-        storage = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
+    url = args.storage or f"sqlite:///{out / 'optuna.db'}"
+    # A worker that dies mid-trial stops its heartbeat; the next worker to start marks that trial failed.
+    storage = optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=60,
+        grace_period=180,
+        # several workers on one SQLite file: wait for the lock instead of failing
+        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=f"budget-{args.budget}",
         storage=storage,
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=STARTUP_TRIALS),
+        sampler=optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
     )
     study.enqueue_trial(REFERENCE, skip_if_exists=True)
