@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = OneLineParser(description="Images/s of the fast and classic loaders.")
     p.add_argument("--model", default="s6", choices=list(MODELS))
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, help="default: the model's recipe")
     p.add_argument("--warmup", type=positive_int, default=10, help="batches before timing starts")
     p.add_argument("--batches", type=positive_int, default=80, help="timed batches per repeat")
     p.add_argument("--repeats", type=positive_int, default=3)
@@ -78,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         out = writable_dir(args.out)
         seed_everything(0)
-        loaders = {
-            kind: make_loaders(DataConfig(root=args.data_dir, batch_size=args.batch_size, loader=kind), device)[0]
-            for kind in LOADERS
-        }
+        recipe = RECIPES[args.model]
+        args.batch_size = args.batch_size or recipe.batch_size
+        data = DataConfig(root=args.data_dir, batch_size=args.batch_size, augment=recipe.augment)
+        loaders = {kind: make_loaders(replace(data, loader=kind), device)[0] for kind in LOADERS}
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

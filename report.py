@@ -9,7 +9,7 @@ import json
 import re
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +36,18 @@ class Goal:
         return f"{at_least}{self.seeds_holding} of {SEEDS} seeds hold {TARGET} %{mean}"
 
 
-GOALS = {"s6": Goal(5, mean_final=99.5), "s7_10k": Goal(5), "s7_8k": Goal(5), "s7_5k": Goal(4)}
+GOALS = {
+    "s6": Goal(5, mean_final=99.5),
+    "s7_10k": Goal(5),
+    "s7_8k": Goal(5),
+    "s7_5k": Goal(5),
+    "s7_4k": Goal(4),  # beats the best public result (one seed at 3,762 parameters) with evidence
+    "s7_3k": Goal(4),  # the moonshot
+}
+FRONTIER = ("s7_8k", "s7_5k", "s7_4k", "s7_3k")  # the budgets whose nets and recipes sweep.py chose
+ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a searched net trains in 5 minutes
+SUPERSEDED = HERE / "results" / "superseded"  # runs of designs whose budget name now belongs to a newer net
+STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
 
 
 def load_runs(folder: Path = HERE / "results") -> list[dict]:
@@ -76,7 +87,7 @@ def results_table(runs: list[dict]) -> str:
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
-def summarize(runs: list[dict]) -> dict[str, dict]:
+def summarize(runs: list[dict], goals: dict[str, Goal] = GOALS) -> dict[str, dict]:
     """Per model, over every seed that was run: what results/summary.json holds."""
     summary = {}
     for model in dict.fromkeys(r["model"] for r in runs):
@@ -95,9 +106,9 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
             "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in group),
             "devices": sorted({r["device"] for r in group}),
         }
-        if model in GOALS:
-            summary[model]["goal"] = GOALS[model].describe()
-            summary[model]["goal_verdict"] = goal_verdict(GOALS[model], summary[model])
+        if model in goals:
+            summary[model]["goal"] = goals[model].describe()
+            summary[model]["goal_verdict"] = goal_verdict(goals[model], summary[model])
     return summary
 
 
@@ -133,6 +144,27 @@ def summary_table(summary: dict[str, dict]) -> str:
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
+def goal_table(summary: dict[str, dict]) -> str:
+    """One row per budget: its net, the goal, and the verdict over the seeds that ran."""
+    rows = []
+    for model, goal in GOALS.items():
+        s = summary.get(model)
+        budget = f"< {MODELS[model].budget:,}"
+        if s is None:
+            rows.append(f"| {budget} | `{model}` | {goal.describe()} | — | — | not run yet |")
+            continue
+        verdict = "**missed**" if s["goal_verdict"] == "missed" else s["goal_verdict"]
+        rows.append(
+            f"| {budget} | `{model}` ({s['params']:,}) | {goal.describe()} | {s['seeds_at_target_last3']} of "
+            f"{len(s['seeds'])} | {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % | {verdict} |"
+        )
+    head = (
+        f"| budget | net (params) | goal over {SEEDS} seeds, 15 epochs | seeds holding ≥ {TARGET} % in each of the "
+        "last 3 epochs | final test acc | verdict |\n|---|---|---|---|---|---|"
+    )
+    return "\n".join([head, *rows])
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     """Swap what stands between <!-- name:begin --> and <!-- name:end --> for body."""
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
@@ -150,45 +182,77 @@ def models_table() -> str:
     return "\n".join(["| name | parameters | budget | design |", "|---|---|---|---|", *rows])
 
 
-STORY = {  # per step: what it set out to do, and what its result taught (numbers are filled in from results/)
-    "baseline": (
+@dataclass(frozen=True)
+class Step:
+    """One row of the story: what a step set out to do, and what its result taught.
+
+    `{...}` fields are filled in from the runs, the registry and the studies; a step whose facts
+    are not there yet shows "—". A superseded step reads its runs from results/superseded/.
+    """
+
+    model: str
+    target: str
+    analysis: str
+    superseded: bool = False
+
+
+FRONTIER_TARGET = (
+    "< {budget:,} parameters, {goal}. Net `{layers}`, dropout {dropout}; SGD with OneCycle to lr {lr:.3g} "
+    "(warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; rotation ±{degrees:.1f}°, "
+    "shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}. Chosen on the validation split by the "
+    "Optuna study {study}."
+)
+FRONTIER_ANALYSIS = (
+    "Its validation score (lowest of the last 3 epochs, seed 0) was {val_score:.2f} %; on the test set the final "
+    "accuracy averages {mean:.2f} % over {n} seeds, {delta:+.2f} points against s6 with {ratio:.0%} of its "
+    "parameters. {versus}"
+)
+STORY = [
+    Step(
+        "baseline",
         "Get the pipeline right with a big, plain CNN: convs 32-64-128-256, two max-pools, FC 4096 → 50 → 10.",
         "{params} parameters, {fc:.0%} of them in the first fully connected layer, no BatchNorm, no augmentation "
         "and no global pooling. The budgeted nets keep the 3x3 stacks and max-pool, and replace the FC head by a "
         "1x1 convolution to 10 maps plus global average pooling.",
     ),
-    "s6": (
+    Step(
+        "s6",
         "< 20,000 parameters, ≥ 99.4 % in each of the last 3 of 15 epochs. BatchNorm after every convolution, a "
         "max-pool followed by a 1x1 convolution that halves the channels, Dropout 0.05 on the small maps, a GAP "
-        "head, ±7° / ±1 px augmentation, SGD (lr {lr}, momentum {momentum}) with StepLR (÷{div:.0f} every "
-        "{step_size} epochs).",
+        "head, ±7° / ±1 px augmentation, SGD (lr 0.05, momentum 0.9) with StepLR (÷10 every 6 epochs).",
         "Train accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %): augmentation and Dropout "
         "keep the net from overfitting. Most of its {params} parameters sit in the 16→32 and 32→16 convolutions, "
         "so the next step narrows the channels with the same shape and recipe.",
     ),
-    "s7_10k": (
+    Step(
+        "s7_10k",
         "< 10,000 parameters with the same shape and recipe: widths 10-20 / 10 / 16-16-20.",
-        "With about half the parameters of s6, the final accuracy moves by {delta:+.2f} points against s6. "
+        "With about half the parameters of s6, the mean final accuracy moves by {delta:+.2f} points against s6. "
         "Train accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %).",
     ),
-    "s7_8k": (
-        "< 8,000 parameters: widths 8-16 / 8 / 16-16-16, Dropout 0.03 (less regularization for less capacity).",
-        "Against s6 the final accuracy moves by {delta:+.2f} points with {ratio:.0%} of its parameters; train "
-        "accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %).",
+    Step(
+        "s7_8k",
+        "< 8,000 parameters: the same shape, widths 8-16 / 8 / 16-16-16, Dropout 0.03, the same StepLR recipe.",
+        "Against s6 the mean final accuracy moves by {delta:+.2f} points with {ratio:.0%} of its parameters, and "
+        "the seeds spread wider: the unpadded net ends on a 6 px map and trains its last 3 epochs at lr 0.0005. "
+        "**Superseded** by the searched `s7_8k` below; its runs are in `results/superseded/`.",
+        superseded=True,
     ),
-    "s7_5k": (
-        "< 5,000 parameters: widths 8-12 / 8 / 12-12-14, Dropout 0.02. The schedule was chosen on the validation "
-        "split (`--val 5000`), before any test run: {val_runs}.",
-        "On the validation split OneCycle (warm-up to lr 0.1, then annealing) reached a higher plateau than "
-        "StepLR within 15 epochs, so it became the recipe. On the test set the final accuracy moves by "
-        "{delta:+.2f} points against s6 with {ratio:.0%} of its parameters; train accuracy ends {gap_word} test "
-        "accuracy ({train:.2f} % vs {test:.2f} %). The summary table above shows how many seeds hold the target.",
+    Step(
+        "s7_5k",
+        "< 5,000 parameters: the same shape, widths 8-12 / 8 / 12-12-14, Dropout 0.02. The schedule was chosen on "
+        "the validation split (`--val 5000`), before any test run: {val_runs}.",
+        "OneCycle reached the higher validation plateau, but on the test set the mean final accuracy moves by "
+        "{delta:+.2f} points against s6 with {ratio:.0%} of its parameters, and the seeds touch 99.4 % without "
+        "holding it. **Superseded** by the searched `s7_5k` below; its runs are in `results/superseded/`.",
+        superseded=True,
     ),
-}
+    *(Step(name, FRONTIER_TARGET, FRONTIER_ANALYSIS) for name in FRONTIER),
+]
 
 
-def validation_runs(model: str, folder: Path = HERE / "results" / "validation") -> str:
-    """The validation runs behind a model's recipe: schedule, lr and final validation accuracy."""
+def validation_runs(model: str, folder: Path = SUPERSEDED / "validation") -> str:
+    """The single validation runs behind the superseded s7_5k's schedule: schedule, lr, final accuracy."""
     parts = []
     for path in sorted(folder.glob(f"*/{model}-*.json")):
         run = json.loads(path.read_text())
@@ -200,46 +264,93 @@ def validation_runs(model: str, folder: Path = HERE / "results" / "validation") 
     return "; ".join(parts) or "no validation runs"
 
 
-def story(runs: list[dict]) -> str:
-    """The Target / Result / Analysis table, baseline -> s6 -> s7_10k -> s7_8k, from the seed-0 runs."""
-    first = {r["model"]: r for r in reversed(runs)}  # lowest seed of each model
+def study_facts(budget: int, folder: Path = STUDIES) -> dict:
+    """What the study behind a budget's net says: a link with its trial counts, and its best trial."""
+    path = folder / f"budget-{budget}.json"
+    if not path.exists():
+        return {}
+    study = json.loads(path.read_text())
+    states = [t["state"] for t in study["trials"]]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "rejected") if s in states)
+    best = study["best"]
+    return {
+        "study": f"[`{path.stem}`](results/validation/{path.name}) ({counts}; best: trial {best['number']})",
+        "val_score": best["score"],
+    }
+
+
+def recipe_facts(name: str) -> dict:
+    """The model's design and recipe, flattened for the story's templates."""
+    spec, recipe = MODELS[name], RECIPES[name]
+    model = spec.build()
+    flat = {k: v for k, v in asdict(recipe).items() if k != "augment"} | asdict(recipe.augment)
+    return flat | {
+        "budget": spec.budget,
+        "layers": getattr(model, "layers", ""),
+        "dropout": getattr(model, "dropout", 0),
+    }
+
+
+def story(runs: list[dict], superseded: list[dict]) -> str:
+    """The Target / Result / Analysis table, from the baseline to the smallest net, over every seed run."""
+    s6 = summarize([r for r in runs if r["model"] == "s6"], {}).get("s6")
     rows = ["| step | target | result | analysis |", "|---|---|---|---|"]
-    for name, (target, analysis) in STORY.items():
-        model = get_model(name)
-        params = count_parameters(model)
-        run = first.get(name)
-        facts = {"params": f"{params:,}", "ratio": params / count_parameters(get_model("s6"))}
-        if run is None:
-            result = f"{params:,} parameters; **not run here** (no `results/{name}-seed*.json`)"
-        else:
-            accs = test_accs(run)
-            first_hit = first_epoch_at_target(run)
-            reached = f"first ≥ {TARGET} % at epoch {first_hit}" if first_hit else f"never ≥ {TARGET} %"
+    for step in STORY:
+        group = [r for r in (superseded if step.superseded else runs) if r["model"] == step.model]
+        params = group[0]["params"] if group else count_parameters(get_model(step.model))
+        facts: dict = {"params": f"{params:,}", "val_runs": validation_runs(step.model)}
+        if not step.superseded and MODELS[step.model].budget:
+            facts |= recipe_facts(step.model) | study_facts(MODELS[step.model].budget)
+            facts["goal"] = GOALS[step.model].describe() if step.model in GOALS else ""
+        if step.model == "baseline":
+            linears = [m for m in get_model("baseline").modules() if isinstance(m, torch.nn.Linear)]
+            facts["fc"] = sum(p.numel() for p in linears[0].parameters()) / params
+        if group:
+            s = summarize(group, {} if step.superseded else GOALS)[step.model]
+            lowest = group[0]  # runs are sorted by seed
+            facts |= {
+                "n": len(group),
+                "mean": s["final_acc_mean"],
+                "train": lowest["epochs"][-1]["train_acc"],
+                "test": test_accs(lowest)[-1],
+                "ratio": params / s6["params"] if s6 else 0.0,
+            }
+            facts["gap_word"] = "below" if facts["train"] < facts["test"] else "above"
+            if s6:
+                facts["delta"] = s["final_acc_mean"] - s6["final_acc_mean"]
+            facts["versus"] = versus(step.model, s, superseded)
+            verdict = s.get("goal_verdict")
             result = (
-                f"{params:,} parameters; seed {run['seed']}: {accs[-1]:.2f} % after {len(accs)} epochs, last 3 ≥ "
-                f"{min(accs[-3:]):.2f} %, {reached}: "
-                f"target {'met' if target_met(run) else '**missed**'}"
+                f"{params:,} parameters; {s['seeds_at_target_last3']} of {len(group)} seeds hold ≥ {TARGET} % in each "
+                f"of the last 3 epochs; final {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % "
+                f"(min {s['final_acc_min']:.2f} %)"
+                + (f": goal {'**missed**' if verdict == 'missed' else verdict}" if verdict else "")
             )
-            train, test = run["epochs"][-1]["train_acc"], accs[-1]
-            facts.update(train=train, test=test, gap_word="below" if train < test else "above")
-            if "s6" in first:
-                facts["delta"] = test - test_accs(first["s6"])[-1]
-        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        facts["fc"] = sum(p.numel() for p in linears[0].parameters()) / params if linears else 0.0
-        recipe = RECIPES[name]
-        target = target.format(
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            div=1 / recipe.gamma,
-            step_size=recipe.step_size,
-            val_runs=validation_runs(name),
-        )
-        try:
-            analysis = analysis.format(**facts)
-        except KeyError:  # needs a run (or the s6 run) that is not there yet
-            analysis = "—"
-        rows.append(f"| `{name}` | {target} | {result} | {analysis} |")
+        else:
+            where = "results/superseded" if step.superseded else "results"
+            result = f"{params:,} parameters; **not run here** (no `{where}/{step.model}-seed*.json`)"
+        label = f"`{step.model}` (superseded)" if step.superseded else f"`{step.model}`"
+        rows.append(f"| {label} | {fill(step.target, facts)} | {result} | {fill(step.analysis, facts)} |")
     return "\n".join(rows)
+
+
+def versus(model: str, s: dict, superseded: list[dict]) -> str:
+    """How a searched net compares with the superseded design of its budget, where there was one."""
+    old = summarize([r for r in superseded if r["model"] == model], {}).get(model)
+    if not old:
+        return "No earlier design of ours had this budget; the public nets of this size report one seed each."
+    return (
+        f"The superseded design of this budget held on {old['seeds_at_target_last3']} of {len(old['seeds'])} seeds "
+        f"(mean {old['final_acc_mean']:.2f} %); this one holds on {s['seeds_at_target_last3']} of {len(s['seeds'])}."
+    )
+
+
+def fill(template: str, facts: dict) -> str:
+    """The template with its facts, or "—" while a fact it needs (a run, a study) is not there yet."""
+    try:
+        return template.format(**facts)
+    except KeyError:
+        return "—"
 
 
 def speed(folder: Path = HERE / "results") -> str:
@@ -258,19 +369,36 @@ def speed(folder: Path = HERE / "results") -> str:
     if lines:
         head = "| device | model | batch | fast images/s | classic images/s | fast / classic | evidence |"
         table = "\n".join([head, "|---|---|---|---|---|---|---|", *lines])
-    runs = [r for r in load_runs(folder) if r["model"] == "s7_8k"]
-    if runs:
-        total = {r["seed"]: r["train_time_s"] + r.get("setup_time_s", 0) for r in runs}
-        fastest = min(runs, key=lambda r: total[r["seed"]])
-        verdict = "met" if total[fastest["seed"]] <= 300 else "**missed**"
-        table += (
-            f"\n\nA full 15-epoch `s7_8k` run through `train.py` (data loading and all 15 epochs; not the few "
-            f"seconds Python takes to import torch): "
-            f"{total[fastest['seed']] / 60:.1f} min on {fastest['device']} (`{fastest['command']}`; target ≤ 5 min: "
-            f"{verdict}). That is the fastest of the {len(runs)} `s7_8k` runs; their median is "
-            f"{statistics.median(total.values()) / 60:.1f} min, as some ran while the machine did other work."
+    return table + "\n\n" + full_run_times(load_runs(folder))
+
+
+def full_run_times(runs: list[dict]) -> str:
+    """Wall time of each searched net's full 15-epoch train.py run, data loading included, against 5 minutes."""
+    rows = []
+    for model in FRONTIER:
+        alone = [r for r in runs if r["model"] == model and r["device"] == ALONE]
+        if not alone:
+            continue
+        run = min(alone, key=wall_time)
+        verdict = "met" if wall_time(run) <= MAX_RUN_S else "**missed**"
+        others = [wall_time(r) for r in runs if r["model"] == model and r is not run]
+        median = f"{statistics.median(others) / 60:.1f} min" if others else "—"
+        rows.append(
+            f"| `{model}` | {run['params']:,} | {run['config']['batch_size']} | {wall_time(run) / 60:.1f} min "
+            f"({verdict}) | `{run['command']}` | {median} |"
         )
-    return table
+    if not rows:
+        return "_No full run of a searched net on the 2-core CPU yet._"
+    head = (
+        f"| model | params | batch | full 15-epoch run on {ALONE}, alone (≤ 5 min) | command "
+        "| median of its other runs (two at a time, 1 thread each) |\n|---|---|---|---|---|---|"
+    )
+    return "\n".join([head, *rows])
+
+
+def wall_time(run: dict) -> float:
+    """Data loading and all epochs; not the few seconds Python takes to import torch."""
+    return run["train_time_s"] + run.get("setup_time_s", 0)
 
 
 def epoch_metrics(run: dict) -> list[dict]:
@@ -335,14 +463,16 @@ def plot_accuracy(
     fig.savefig(path, dpi=120)
 
 
-def render(readme: str, runs: list[dict], summary: dict[str, dict]) -> str:
+def render(readme: str, runs: list[dict], summary: dict[str, dict], superseded: list[dict]) -> str:
     note = (
         f"_Generated by `python report.py` from the {len(runs)} run files in `results/` (every seed that was run; "
         f"summary in `results/summary.json`). Target: ≥ {TARGET} % test accuracy in each of the last 3 epochs._\n\n"
     )
+    readme = replace_block(readme, "goals", goal_table(summary))
     readme = replace_block(readme, "models", models_table())
     readme = replace_block(readme, "rf", format_rf_table(receptive_field_table(get_model("s6")), markdown=True))
-    readme = replace_block(readme, "story", story(runs))
+    readme = replace_block(readme, "story", story(runs, superseded))
+    readme = replace_block(readme, "superseded", summary_table(summarize(superseded, {})))
     readme = replace_block(readme, "speed", speed())
     readme = replace_block(readme, "notebook", notebook_run())
     per_run = "\n\n<details><summary>Every run</summary>\n\n" + results_table(runs) + "\n\n</details>"
@@ -353,11 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that README.md and summary.json are current")
     args = parser.parse_args(argv)
-    runs = load_runs()
+    runs, superseded = load_runs(), load_runs(SUPERSEDED)
     readme_path, summary_path = HERE / "README.md", HERE / "results" / "summary.json"
     old = readme_path.read_text()
     summary = summarize(runs)
-    new, summary_json = render(old, runs, summary), json.dumps(summary, indent=1) + "\n"
+    new, summary_json = render(old, runs, summary, superseded), json.dumps(summary, indent=1) + "\n"
     if args.check:
         stale = [p.name for p, text in ((readme_path, new), (summary_path, summary_json)) if read(p) != text]
         if stale:

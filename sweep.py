@@ -14,8 +14,9 @@ The study lives in `--storage` (a SQLite file by default). Several workers, on o
 many, share a study when given the same storage and budget: start each with its own `--seed` (on
 one 2-core machine, `OMP_NUM_THREADS=1` for each of two). `--trials` counts trained trials over
 the whole study. After every trial the whole study is exported to
-`results/validation/budget-<N>.json`: each trial's parameters, net, recipe, parameter count,
-per-epoch validation accuracy and state (complete, pruned, or rejected over budget).
+`results/validation/budget-<N>.json`: each trial's suggested values, net, recipe, parameter count,
+per-epoch validation accuracy and state (complete, pruned, rejected over budget, or failed when
+its worker died). Run the same command again to continue a study or to export it again.
 """
 
 import argparse
@@ -24,6 +25,7 @@ import shlex
 import socket
 import sys
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -142,8 +144,8 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
                 "number": t.number,
                 "state": state,
                 "score": t.value,
-                "params": t.params,
-                **t.user_attrs,
+                "suggested": t.params,
+                **t.user_attrs,  # params (the count), layers, recipe, val_acc, worker, and why it was rejected
                 "duration_s": t.duration.total_seconds() if t.duration else None,
             }
         )
@@ -154,7 +156,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             "study": study.study_name,
             "budget": args.budget,
             "command": args.command,
-            "git_commit": git_commit(),
+            "git_commit": args.commit,
             "versions": {**versions(), "optuna": optuna.__version__},
             "score": "lowest validation accuracy (%) of the last 3 epochs",
             "epochs": args.epochs,
@@ -181,6 +183,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     args = p.parse_args(argv)
     args.command = shlex.join(["python", "sweep.py", *argv])
+    args.commit = git_commit()  # what this worker runs, whatever the tree holds by the time it exports
     return args
 
 
@@ -205,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     study = optuna.create_study(
         study_name=f"budget-{args.budget}",
         storage=storage,

@@ -7,11 +7,10 @@ from conftest import write_idx
 from PIL import Image
 
 from utils import (
-    AUG_DEGREES,
-    AUG_TRANSLATE,
     MEAN,
     MNIST_FILES,
     STD,
+    Augment,
     DataConfig,
     DeviceLoader,
     UserError,
@@ -53,10 +52,10 @@ def test_missing_data_names_the_flag(tmp_path):
 
 def test_fast_loader_without_augmentation_equals_totensor_normalize(synthetic_root):
     images, labels = load_mnist(synthetic_root, train=True, download=False)
-    fast = DeviceLoader(images, labels, 100, torch.device("cpu"), shuffle=False, augment=False)
+    fast = DeviceLoader(images, labels, 100, torch.device("cpu"), shuffle=False, augment=None)
     x_fast = torch.cat([x for x, _ in fast])
     y_fast = torch.cat([y for _, y in fast])
-    classic = classic_transforms(augment=False)
+    classic = classic_transforms(augment=None)
     x_classic = torch.stack([classic(Image.fromarray(img.numpy(), mode="L")) for img in images])
     assert torch.equal(x_fast, x_classic)
     assert torch.equal(y_fast, labels)
@@ -90,26 +89,41 @@ def measure(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return angle, torch.stack([cx - 13.5, cy - 13.5], 1)
 
 
+def length(images: torch.Tensor) -> torch.Tensor:
+    """Spread of each image's mass along x (a horizontal bar's length, up to a constant)."""
+    w = images.squeeze(1).clamp(min=0)
+    xs = torch.arange(28.0)
+    mass = w.sum((1, 2))
+    cx = (w * xs).sum((1, 2)) / mass
+    return ((w * (xs - cx[:, None, None]) ** 2).sum((1, 2)) / mass).sqrt()
+
+
 def test_augmentation_stays_in_range_and_differs_per_sample():
-    out = random_affine(bar_image(512), torch.Generator().manual_seed(0))
+    aug = Augment()
+    out = random_affine(bar_image(512), torch.Generator().manual_seed(0), aug)
     angle, shift = measure(out)
-    max_shift = round(AUG_TRANSLATE * 28)
-    assert angle.abs().max() <= AUG_DEGREES + 0.5
+    max_shift = round(aug.translate * 28)
+    assert angle.abs().max() <= aug.degrees + 0.5
     assert shift.abs().max() <= max_shift + 0.3
-    assert angle.abs().max() > AUG_DEGREES - 1  # the whole range is used ...
+    assert angle.abs().max() > aug.degrees - 1  # the whole range is used ...
     assert (angle > 1).any() and (angle < -1).any()  # ... in both directions
     assert len(torch.unique(angle.round(decimals=2))) > 400  # each sample draws its own transform
 
 
-def test_augmentation_matches_the_classic_randomaffine_distribution():
+def classic_bars(aug: Augment, n: int) -> torch.Tensor:
+    """n draws of the torchvision pipeline on one bar image, Normalize undone."""
     torch.manual_seed(0)
-    classic = classic_transforms(augment=True)
+    classic = classic_transforms(aug)
     pil = Image.fromarray((bar_image(1)[0, 0] * 255).byte().numpy(), mode="L")
-    classic_out = torch.stack([classic(pil) for _ in range(512)]) * STD + MEAN  # undo Normalize
-    fast_angle, fast_shift = measure(random_affine(bar_image(512), torch.Generator().manual_seed(1)))
-    classic_angle, classic_shift = measure(classic_out)
+    return torch.stack([classic(pil) for _ in range(n)]) * STD + MEAN
+
+
+def test_augmentation_matches_the_classic_randomaffine_distribution():
+    aug = Augment()
+    fast_angle, fast_shift = measure(random_affine(bar_image(512), torch.Generator().manual_seed(1), aug))
+    classic_angle, classic_shift = measure(classic_bars(aug, 512))
     # |angle| is uniform on [0, 7]: mean 3.5, standard error of each mean ~0.09
-    assert fast_angle.abs().mean().item() == pytest.approx(AUG_DEGREES / 2, abs=0.4)
+    assert fast_angle.abs().mean().item() == pytest.approx(aug.degrees / 2, abs=0.4)
     assert fast_angle.abs().mean().item() == pytest.approx(classic_angle.abs().mean().item(), abs=0.5)
     assert fast_shift.abs().mean().item() == pytest.approx(classic_shift.abs().mean().item(), abs=0.15)
 
@@ -121,8 +135,41 @@ def test_device_loader_augments_each_epoch_differently():
         64,
         torch.device("cpu"),
         shuffle=True,
-        augment=True,
+        augment=Augment(),
     )
     first, second = (next(iter(loader))[0] for _ in range(2))
     assert not torch.equal(first, second)
     assert math.isclose(first.mean().item(), second.mean().item(), rel_tol=0.05)
+
+
+def test_zoom_is_uniform_in_its_range_as_in_randomaffine():
+    aug = Augment(degrees=0, translate=0, scale=0.15)
+    base = length(bar_image(1))
+    fast = length(random_affine(bar_image(1024), torch.Generator().manual_seed(2), aug)) / base
+    classic = length(classic_bars(aug, 512)) / base
+    assert fast.min() > 1 - aug.scale - 0.03 and fast.max() < 1 + aug.scale + 0.03
+    assert fast.min() < 1 - aug.scale + 0.03 and fast.max() > 1 + aug.scale - 0.03  # the whole range is used
+    # uniform on [0.85, 1.15]: mean 1, standard deviation 0.15 / sqrt(3) = 0.087
+    assert fast.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert fast.std().item() == pytest.approx(aug.scale / math.sqrt(3), abs=0.01)
+    assert fast.mean().item() == pytest.approx(classic.mean().item(), abs=0.015)
+    assert fast.std().item() == pytest.approx(classic.std().item(), abs=0.015)
+
+
+def test_each_image_is_transformed_with_probability_p_and_otherwise_left_exact():
+    aug = Augment(degrees=10, translate=0.1, scale=0.1, p=0.3)
+    images = bar_image(2000)
+    out = random_affine(images, torch.Generator().manual_seed(3), aug)
+    untouched = (out == images).flatten(1).all(1).float()
+    # binomial(2000, 0.7): standard deviation of the fraction ~0.01
+    assert untouched.mean().item() == pytest.approx(1 - aug.p, abs=0.04)
+    classic_untouched = (classic_bars(aug, 500) - bar_image(500)).abs().flatten(1).amax(1) < 1e-5
+    assert classic_untouched.float().mean().item() == pytest.approx(1 - aug.p, abs=0.08)
+
+
+def test_default_augmentation_draws_the_same_random_numbers_as_before_zoom_and_p_existed():
+    """Runs published before zoom and p existed must reproduce: one rand(B, 3) per batch, nothing more."""
+    after_call, after_draw = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    random_affine(bar_image(64), after_call, Augment())
+    torch.rand(64, 3, generator=after_draw)
+    assert torch.equal(after_call.get_state(), after_draw.get_state())

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from model import MODELS, count_parameters, get_model
+from model import MODELS, Net, count_parameters, get_model
+from utils import receptive_field_table
+
+BUDGETED = [n for n, spec in MODELS.items() if spec.budget]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -10,20 +13,26 @@ def test_output_is_ten_logits_per_image(name):
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
 
 
-@pytest.mark.parametrize("name", [n for n, spec in MODELS.items() if spec.budget])
+@pytest.mark.parametrize("name", BUDGETED)
 def test_parameter_count_is_under_budget(name):
     assert count_parameters(get_model(name)) < MODELS[name].budget
+
+
+def test_each_budget_has_one_model_and_the_budgets_cover_the_frontier():
+    budgets = [MODELS[n].budget for n in BUDGETED]
+    assert len(set(budgets)) == len(budgets)
+    assert {20_000, 10_000, 8_000, 5_000, 4_000, 3_000} <= set(budgets)
 
 
 def test_baseline_matches_the_reference_parameter_count():
     assert count_parameters(get_model("baseline")) == 593_200
 
 
-@pytest.mark.parametrize("name", [n for n, spec in MODELS.items() if spec.budget])
+@pytest.mark.parametrize("name", BUDGETED)
 def test_budgeted_models_have_no_fully_connected_layer(name):
     kinds = {type(m) for m in get_model(name).modules()}
     assert torch.nn.Linear not in kinds
-    assert {torch.nn.BatchNorm2d, torch.nn.Dropout, torch.nn.AdaptiveAvgPool2d} <= kinds
+    assert {torch.nn.BatchNorm2d, torch.nn.AdaptiveAvgPool2d} <= kinds
 
 
 def test_unknown_model_lists_the_known_ones():
@@ -32,13 +41,31 @@ def test_unknown_model_lists_the_known_ones():
     assert "resnet" in str(err.value) and all(name in str(err.value) for name in MODELS)
 
 
-def test_receptive_field_table_matches_the_hand_computation_for_s7_8k():
-    """Worked by hand: n_out = n_in - k + 1 for unpadded convs, rf += (k - 1) * jump, jump *= stride."""
-    from utils import receptive_field_table
+def test_builder_counts_parameters_as_worked_by_hand():
+    """3x3 conv: 9 * in * out weights, + 2 * out for BatchNorm; 1x1: in * out + 2 * out; head: 10 * in."""
+    net = Net("4p M 8 t6", dropout=0.1)
+    assert count_parameters(net) == (9 * 1 * 4 + 8) + (9 * 4 * 8 + 16) + (8 * 6 + 12) + 6 * 10
 
-    rows = receptive_field_table(get_model("s7_8k"))
-    got = [(r.size, r.channels, r.rf, r.jump) for r in rows]
-    assert got == [
+
+def test_builder_places_dropout_after_the_3x3_convs_past_the_first_pool_only():
+    net = Net("8 M t8 8 8", dropout=0.05)
+    blocks = [b for b in net if isinstance(b, torch.nn.Sequential)][:-1]  # conv blocks, not the head
+    has_dropout = [any(isinstance(m, torch.nn.Dropout) for m in b) for b in blocks]
+    assert has_dropout == [False, False, True, True]
+    assert not any(isinstance(m, torch.nn.Dropout) for m in Net("8 M 8", dropout=0.0).modules())
+
+
+@pytest.mark.parametrize("layers", ["8x", "p8", "M2", "t", "0", "8 M 8 M 8 M 8 8"])
+def test_builder_rejects_bad_layer_strings(layers):
+    with pytest.raises(ValueError, match="bad layer|shrinks the image"):
+        Net(layers)
+
+
+def test_receptive_field_of_an_unpadded_net_matches_the_hand_computation():
+    """Worked by hand: n_out = n_in - k + 1 for unpadded convs, rf += (k - 1) * jump, jump *= stride."""
+    net = Net("8 16 M t8 16 16 16", dropout=0.03)
+    rows = receptive_field_table(net)
+    assert [(r.size, r.channels, r.rf, r.jump) for r in rows] == [
         (26, 8, 3, 1),  # conv 3x3: rf 1 + 2*1
         (24, 16, 5, 1),  # conv 3x3: rf 3 + 2*1
         (12, 16, 6, 2),  # max-pool 2x2: rf 5 + 1*1, jump doubles
@@ -50,7 +77,31 @@ def test_receptive_field_table_matches_the_hand_computation_for_s7_8k():
         (1, 10, 28, 12),  # GAP over 6x6: rf 18 + 5*2 = 28, the whole image
     ]
     assert rows[0].params == 8 * 9 + 2 * 8  # weights + BatchNorm scale and shift
-    assert sum(r.params for r in rows) == count_parameters(get_model("s7_8k"))
+    assert sum(r.params for r in rows) == count_parameters(net)
+
+
+def test_receptive_field_of_a_padded_two_pool_net_matches_the_hand_computation():
+    """Padding keeps the side but not the receptive field: a padded 3x3 conv still adds (k - 1) * jump."""
+    rows = receptive_field_table(Net("4p 4p M 8p 8p M 8 8"))
+    assert [(r.size, r.rf, r.jump) for r in rows] == [
+        (28, 3, 1),
+        (28, 5, 1),
+        (14, 6, 2),  # pool
+        (14, 10, 2),
+        (14, 14, 2),
+        (7, 16, 4),  # pool
+        (5, 24, 4),  # unpadded at 7 px: 7 -> 5 -> 3
+        (3, 32, 4),
+        (3, 32, 4),  # 1x1 head
+        (1, 40, 12),  # GAP over 3x3: rf 32 + 2*4
+    ]
+
+
+@pytest.mark.parametrize("name", BUDGETED)
+def test_every_budgeted_net_sees_the_whole_digit_before_the_head(name):
+    """The last 3x3 conv's receptive field covers the 20x20 box MNIST digits are centred in."""
+    rows = [r for r in receptive_field_table(get_model(name)) if r.layer.startswith("conv 3x3")]
+    assert rows[-1].rf >= 20
 
 
 def test_every_model_has_a_training_recipe():

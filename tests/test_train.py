@@ -10,32 +10,36 @@ from conftest import assert_one_line_error, run_cli
 
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
-from model import get_model
+from model import count_parameters, get_model
 from report import epoch_metrics
 from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, seed_everything
 
+LEARNER = "s7_4k"  # the frontier's headline net, trained with its searched recipe
+MIN_ONE_EPOCH = 97.0  # % test accuracy after one epoch, mean of two seeds
+
 
 def one_epoch_test_accuracy(root, loader: str, seed: int) -> float:
+    recipe = RECIPES[LEARNER]
     seed_everything(seed)
     device = torch.device("cpu")
-    train_loader, test_loader, split = make_loaders(DataConfig(root=str(root), loader=loader, seed=seed), device)
+    data = DataConfig(str(root), recipe.batch_size, loader=loader, augment=recipe.augment, seed=seed)
+    train_loader, test_loader, split = make_loaders(data, device)
     assert split == "test"
-    model = get_model("s7_8k")
-    optimizer, scheduler, per_batch = make_optimizer(model, RECIPES["s7_8k"], 15, len(train_loader))
+    model = get_model(LEARNER)
+    optimizer, scheduler, per_batch = make_optimizer(model, recipe, 15, len(train_loader))
     utils.train(model, device, train_loader, optimizer, scheduler if per_batch else None, progress=False)
     return utils.test(model, device, test_loader)["acc"]
 
 
 @pytest.mark.parametrize("loader", ["fast", "classic"])
-def test_one_epoch_of_s7_8k_learns_real_mnist(real_root, loader):
-    """The default recipe, one epoch over all 60k real images: >= 97.5 % on the real test set.
+def test_one_epoch_of_the_4k_net_learns_real_mnist(real_root, loader):
+    """Its recipe, the first of 15 epochs over all 60k real images: >= MIN_ONE_EPOCH % on the real test set.
 
-    After one epoch at the full learning rate the test accuracy still swings by about a point
-    from seed to seed (measured 97.4 - 98.3 % over seeds 0-1 and both loaders), so the check
-    is on the mean of two seeds rather than on one lucky or unlucky draw.
+    The first epoch is mostly OneCycle's warm-up, and the accuracy after it swings from seed to
+    seed, so the check is on the mean of two seeds rather than on one lucky or unlucky draw.
     """
     accuracies = [one_epoch_test_accuracy(real_root, loader, seed) for seed in (0, 1)]
-    assert sum(accuracies) / 2 >= 97.5, accuracies
+    assert sum(accuracies) / 2 >= MIN_ONE_EPOCH, accuracies
 
 
 def test_non_finite_loss_names_epoch_and_batch(synthetic_root):
@@ -58,7 +62,8 @@ def test_cli_smoke_run_writes_a_complete_results_json(synthetic_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "s7_8k-seed0-subset256.json").read_text())
     assert result["command"].startswith("python train.py --model s7_8k")
-    assert result["seed"] == 0 and result["params"] == 7432 and result["budget"] == 8000
+    params = count_parameters(get_model("s7_8k"))
+    assert result["seed"] == 0 and result["params"] == params and result["budget"] == 8000
     assert result["versions"]["torch"] == torch.__version__ and result["device"].startswith("cpu")
     assert result["git_commit"] and result["eval_split"] == "test"
     assert [e["epoch"] for e in result["epochs"]] == [1, 2]
@@ -66,7 +71,7 @@ def test_cli_smoke_run_writes_a_complete_results_json(synthetic_root, tmp_path):
         assert {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "time_s"} <= epoch.keys()
         assert all(math.isfinite(v) for v in epoch.values())
         assert 0 <= epoch["test_acc"] <= 100
-    assert "Total params: 7,432" in proc.stdout and "Test set: Average loss" in proc.stdout
+    assert f"Total params: {params:,}" in proc.stdout and "Test set: Average loss" in proc.stdout
 
 
 def test_same_seed_gives_identical_metrics_on_cpu(synthetic_root, tmp_path, capsys):

@@ -1,0 +1,83 @@
+"""sweep.py: two workers share one SQLite study; over-budget nets never train; every trial is exported."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+
+import optuna
+import pytest
+from conftest import ROOT, assert_one_line_error
+
+import report
+import sweep
+from model import MODELS, count_parameters, get_model
+from utils import RECIPES
+
+
+def start_worker(root, out, seed: int) -> subprocess.Popen:
+    args = ["--budget", "3000", "--trials", "6", "--epochs", "2", "--val", "64", "--subset", "128",
+            "--data-dir", str(root), "--out", str(out), "--storage", f"sqlite:///{out / 'study.db'}",
+            "--seed", str(seed), "--threads", "1"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "sweep.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_workers_share_one_sqlite_study(synthetic_root, tmp_path):
+    workers = [start_worker(synthetic_root, tmp_path, seed) for seed in (1, 2)]
+    for w in workers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err[-3000:]
+
+    study = optuna.load_study(study_name="budget-3000", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    trained = [t for t in study.trials if t.state.is_finished() and "rejected" not in t.user_attrs]
+    assert 6 <= len(trained) <= 7  # a worker may finish the trial it had started when the other hit 6
+    assert len({t.user_attrs["worker"] for t in trained}) == 2  # both workers trained trials
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    for t in trained:
+        assert t.user_attrs["params"] < 3000
+        assert len(t.user_attrs["val_acc"]) == 2 and list(t.intermediate_values) == [1, 2]
+    rejected = [t for t in study.trials if "rejected" in t.user_attrs]
+    assert rejected and all(t.user_attrs["params"] >= 3000 and "val_acc" not in t.user_attrs for t in rejected)
+
+    export = json.loads((tmp_path / "budget-3000.json").read_text())
+    assert [t["number"] for t in export["trials"]] == [t.number for t in study.trials]
+    assert {t["state"] for t in export["trials"]} <= {"complete", "pruned", "rejected"}
+    assert export["best"]["score"] == max(t.value for t in study.trials if t.state.name == "COMPLETE")
+    assert export["best"]["layers"] and export["best"]["recipe"]["augment"]
+
+
+def test_first_trial_is_the_public_reference_design(synthetic_root, tmp_path):
+    assert sweep.main(["--budget", "5000", "--trials", "1", "--epochs", "1", "--val", "64", "--subset", "64",
+                       "--data-dir", str(synthetic_root), "--out", str(tmp_path)]) == 0  # fmt: skip
+    first = json.loads((tmp_path / "budget-5000.json").read_text())["trials"][0]
+    assert first["layers"] == "4p 4p 4p M 8p 8p 8p M 8p 8p 8p" and first["params"] == 3692
+
+
+def test_bad_sweep_flags_get_one_line_errors(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "sweep.py", *args], cwd=ROOT, capture_output=True, text=True)
+
+    assert_one_line_error(run("--budget", "0"), "argument --budget: must be a positive integer")
+    assert_one_line_error(run("--budget", "4000", "--data-dir", str(tmp_path)), "--data-dir")
+
+
+@pytest.mark.parametrize("name", report.FRONTIER)
+def test_each_searched_net_and_recipe_is_the_best_trial_of_its_committed_study(name):
+    """The registry entry and recipe of a searched budget were chosen on validation, not typed in."""
+    study = json.loads((ROOT / "results" / "validation" / f"budget-{MODELS[name].budget}.json").read_text())
+    best = study["best"]
+    complete = [t for t in study["trials"] if t["state"] == "complete"]
+    assert best["score"] == max(t["score"] for t in complete)
+    model = get_model(name)
+    assert (model.layers, model.dropout) == (best["layers"], best["suggested"]["dropout"])
+    assert asdict(RECIPES[name]) == best["recipe"]
+    assert count_parameters(model) == best["params"] < MODELS[name].budget
