@@ -36,15 +36,15 @@ class Goal:
         return f"{at_least}{self.seeds_holding} of {SEEDS} seeds hold {TARGET} %{mean}"
 
 
-GOALS = {
-    "s6": Goal(5, mean_final=99.5),
-    "s7_10k": Goal(5),
-    "s7_8k": Goal(5),
-    "s7_5k": Goal(5),
-    "s7_4k": Goal(4),  # beats the best public result (one seed at 3,762 parameters) with evidence
-    "s7_3k": Goal(4),  # the moonshot
+GOALS = {  # parameter budget -> what the net that holds it must show
+    20_000: Goal(5, mean_final=99.5),
+    10_000: Goal(5),
+    8_000: Goal(5),
+    5_000: Goal(5),
+    4_000: Goal(4),  # beats the best public result (one seed at 3,762 parameters) with evidence
+    3_000: Goal(4),  # the moonshot
 }
-FRONTIER = ("s7_8k", "s7_5k", "s7_4k", "s7_3k")  # the budgets whose nets and recipes sweep.py chose
+FRONTIER = (8_000, 5_000, 4_000, 3_000)  # the budgets whose net and recipe a sweep.py study chose
 ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a searched net trains in 5 minutes
 SUPERSEDED = HERE / "results" / "superseded"  # runs of designs whose budget name now belongs to a newer net
 STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
@@ -87,7 +87,7 @@ def results_table(runs: list[dict]) -> str:
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
-def summarize(runs: list[dict], goals: dict[str, Goal] = GOALS) -> dict[str, dict]:
+def summarize(runs: list[dict]) -> dict[str, dict]:
     """Per model, over every seed that was run: what results/summary.json holds."""
     summary = {}
     for model in dict.fromkeys(r["model"] for r in runs):
@@ -106,9 +106,6 @@ def summarize(runs: list[dict], goals: dict[str, Goal] = GOALS) -> dict[str, dic
             "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in group),
             "devices": sorted({r["device"] for r in group}),
         }
-        if model in goals:
-            summary[model]["goal"] = goals[model].describe()
-            summary[model]["goal_verdict"] = goal_verdict(goals[model], summary[model])
     return summary
 
 
@@ -125,8 +122,8 @@ def goal_verdict(goal: Goal, s: dict) -> str:
 def summary_table(summary: dict[str, dict]) -> str:
     head = (
         f"| model | params (budget) | seeds | final test acc, mean ± std | min – max | seeds ≥ {TARGET} % in each "
-        "of the last 3 epochs | first epoch ≥ 99.4 % (per seed) | mean train time | goal |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "of the last 3 epochs | first epoch ≥ 99.4 % (per seed) | mean train time |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
     rows = []
     for model, s in summary.items():
@@ -134,28 +131,71 @@ def summary_table(summary: dict[str, dict]) -> str:
         n = len(s["seeds"])
         spread = f" ± {s['final_acc_std']:.2f}" if n > 1 else ""
         firsts = ", ".join(str(f) if f else "never" for f in s["first_epoch_at_target"])
-        verdict = s.get("goal_verdict")
-        goal = f"{s['goal']}: {'**missed**' if verdict == 'missed' else verdict}" if verdict else "—"
         rows.append(
             f"| `{model}` | {s['params']:,}{budget} | {n} | {s['final_acc_mean']:.2f}{spread} % "
             f"| {s['final_acc_min']:.2f} – {s['final_acc_max']:.2f} % | {s['seeds_at_target_last3']} of {n} "
-            f"| {firsts} | {s['train_time_s_mean'] / 60:.1f} min | {goal} |"
+            f"| {firsts} | {s['train_time_s_mean'] / 60:.1f} min |"
         )
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
-def goal_table(summary: dict[str, dict]) -> str:
+def study(budget: int, folder: Path | None = None) -> dict | None:
+    """sweep.py's exported study of a budget, or None where the budget's net was set up front."""
+    path = (folder or STUDIES) / f"budget-{budget}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def holder(budget: int) -> str | None:
+    """The registered net that holds a budget: its study's best trial, else the entry registered for it.
+
+    A study's best trial may be a net that a smaller budget's study chose too: one net then holds
+    several budgets, and its runs answer each of them.
+    """
+    best = (study(budget) or {}).get("best")
+    for name, spec in MODELS.items():
+        model = spec.build()
+        if best is None and spec.budget == budget:
+            return name
+        if best and (getattr(model, "layers", None), getattr(model, "dropout", None)) == (
+            best["layers"],
+            best["suggested"]["dropout"],
+        ):
+            if asdict(RECIPES[name]) == best["recipe"]:
+                return name
+    return None
+
+
+def searched_nets() -> list[str]:
+    """The registered nets that hold a searched budget, largest budget first, each once."""
+    return [m for m in dict.fromkeys(holder(b) for b in FRONTIER) if m]
+
+
+def goal_verdicts(summary: dict[str, dict]) -> dict[int, dict]:
+    """Per budget: its net, the goal and the verdict over the seeds that ran (results/summary.json's "goals")."""
+    verdicts = {}
+    for budget, goal in GOALS.items():
+        model = holder(budget)
+        s = summary.get(model)
+        verdicts[budget] = {
+            "model": model,
+            "goal": goal.describe(),
+            "verdict": goal_verdict(goal, s) if s else "not run yet",
+        }
+    return verdicts
+
+
+def goal_table(summary: dict[str, dict], verdicts: dict[int, dict]) -> str:
     """One row per budget: its net, the goal, and the verdict over the seeds that ran."""
     rows = []
-    for model, goal in GOALS.items():
-        s = summary.get(model)
-        budget = f"< {MODELS[model].budget:,}"
+    for budget, v in verdicts.items():
+        s = summary.get(v["model"])
+        verdict = "**missed**" if v["verdict"] == "missed" else v["verdict"]
         if s is None:
-            rows.append(f"| {budget} | `{model}` | {goal.describe()} | — | — | not run yet |")
+            net = f"`{v['model']}`" if v["model"] else "—"
+            rows.append(f"| < {budget:,} | {net} | {v['goal']} | — | — | {verdict} |")
             continue
-        verdict = "**missed**" if s["goal_verdict"] == "missed" else s["goal_verdict"]
         rows.append(
-            f"| {budget} | `{model}` ({s['params']:,}) | {goal.describe()} | {s['seeds_at_target_last3']} of "
+            f"| < {budget:,} | `{v['model']}` ({s['params']:,}) | {v['goal']} | {s['seeds_at_target_last3']} of "
             f"{len(s['seeds'])} | {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % | {verdict} |"
         )
     head = (
@@ -197,10 +237,9 @@ class Step:
 
 
 FRONTIER_TARGET = (
-    "< {budget:,} parameters, {goal}. Net `{layers}`, dropout {dropout}; SGD with OneCycle to lr {lr:.3g} "
-    "(warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; rotation ±{degrees:.1f}°, "
-    "shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}. Chosen on the validation split by the "
-    "Optuna study {study}."
+    "{budgets}: the best trial on the validation split of {studies}. Net `{layers}`, dropout {dropout}; SGD with "
+    "OneCycle to lr {lr:.3g} (warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; "
+    "rotation ±{degrees:.1f}°, shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}."
 )
 FRONTIER_ANALYSIS = (
     "Its validation score (lowest of the last 3 epochs, seed 0) was {val_score:.2f} %; on the test set the final "
@@ -247,7 +286,6 @@ STORY = [
         "holding it. **Superseded** by the searched `s7_5k` below; its runs are in `results/superseded/`.",
         superseded=True,
     ),
-    *(Step(name, FRONTIER_TARGET, FRONTIER_ANALYSIS) for name in FRONTIER),
 ]
 
 
@@ -264,49 +302,48 @@ def validation_runs(model: str, folder: Path = SUPERSEDED / "validation") -> str
     return "; ".join(parts) or "no validation runs"
 
 
-def study_facts(budget: int, folder: Path = STUDIES) -> dict:
-    """What the study behind a budget's net says: a link with its trial counts, and its best trial."""
-    path = folder / f"budget-{budget}.json"
-    if not path.exists():
-        return {}
-    study = json.loads(path.read_text())
-    states = [t["state"] for t in study["trials"]]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "rejected") if s in states)
-    best = study["best"]
+def study_link(budget: int) -> str:
+    """A study as a link with its trial counts and best trial."""
+    exported = study(budget)
+    states = [t["state"] for t in exported["trials"]]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "rejected", "fail") if s in states)
+    link = f"[`budget-{budget}`](results/validation/budget-{budget}.json)"
+    return f"{link} ({counts}; best: trial {exported['best']['number']})"
+
+
+def frontier_facts(model: str) -> dict:
+    """The budgets a searched net holds, the studies that chose it, its design and recipe, flattened."""
+    budgets = [b for b in FRONTIER if holder(b) == model]
+    recipe, net = RECIPES[model], get_model(model)
     return {
-        "study": f"[`{path.stem}`](results/validation/{path.name}) ({counts}; best: trial {best['number']})",
-        "val_score": best["score"],
-    }
-
-
-def recipe_facts(name: str) -> dict:
-    """The model's design and recipe, flattened for the story's templates."""
-    spec, recipe = MODELS[name], RECIPES[name]
-    model = spec.build()
-    flat = {k: v for k, v in asdict(recipe).items() if k != "augment"} | asdict(recipe.augment)
-    return flat | {
-        "budget": spec.budget,
-        "layers": getattr(model, "layers", ""),
-        "dropout": getattr(model, "dropout", 0),
+        **{k: v for k, v in asdict(recipe).items() if k != "augment"},
+        **asdict(recipe.augment),
+        "budgets": " and ".join(f"< {b:,}" for b in budgets) + " parameters",
+        "studies": " and ".join(study_link(b) for b in budgets),
+        "val_score": study(budgets[0])["best"]["score"],
+        "layers": net.layers,
+        "dropout": net.dropout,
+        "holds": budgets,
     }
 
 
 def story(runs: list[dict], superseded: list[dict]) -> str:
     """The Target / Result / Analysis table, from the baseline to the smallest net, over every seed run."""
-    s6 = summarize([r for r in runs if r["model"] == "s6"], {}).get("s6")
+    s6 = summarize([r for r in runs if r["model"] == "s6"]).get("s6")
+    searched = searched_nets()
+    steps = [*STORY, *(Step(m, FRONTIER_TARGET, FRONTIER_ANALYSIS) for m in searched)]
     rows = ["| step | target | result | analysis |", "|---|---|---|---|"]
-    for step in STORY:
+    for step in steps:
         group = [r for r in (superseded if step.superseded else runs) if r["model"] == step.model]
         params = group[0]["params"] if group else count_parameters(get_model(step.model))
         facts: dict = {"params": f"{params:,}", "val_runs": validation_runs(step.model)}
-        if not step.superseded and MODELS[step.model].budget:
-            facts |= recipe_facts(step.model) | study_facts(MODELS[step.model].budget)
-            facts["goal"] = GOALS[step.model].describe() if step.model in GOALS else ""
+        if step.model in searched and not step.superseded:
+            facts |= frontier_facts(step.model)
         if step.model == "baseline":
             linears = [m for m in get_model("baseline").modules() if isinstance(m, torch.nn.Linear)]
             facts["fc"] = sum(p.numel() for p in linears[0].parameters()) / params
         if group:
-            s = summarize(group, {} if step.superseded else GOALS)[step.model]
+            s = summarize(group)[step.model]
             lowest = group[0]  # runs are sorted by seed
             facts |= {
                 "n": len(group),
@@ -318,13 +355,11 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
             facts["gap_word"] = "below" if facts["train"] < facts["test"] else "above"
             if s6:
                 facts["delta"] = s["final_acc_mean"] - s6["final_acc_mean"]
-            facts["versus"] = versus(step.model, s, superseded)
-            verdict = s.get("goal_verdict")
+            facts["versus"] = versus(facts.get("holds", []), s, superseded)
             result = (
                 f"{params:,} parameters; {s['seeds_at_target_last3']} of {len(group)} seeds hold ≥ {TARGET} % in each "
                 f"of the last 3 epochs; final {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % "
                 f"(min {s['final_acc_min']:.2f} %)"
-                + (f": goal {'**missed**' if verdict == 'missed' else verdict}" if verdict else "")
             )
         else:
             where = "results/superseded" if step.superseded else "results"
@@ -334,15 +369,18 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def versus(model: str, s: dict, superseded: list[dict]) -> str:
-    """How a searched net compares with the superseded design of its budget, where there was one."""
-    old = summarize([r for r in superseded if r["model"] == model], {}).get(model)
-    if not old:
+def versus(budgets: list[int], s: dict, superseded: list[dict]) -> str:
+    """How a searched net compares with the superseded designs of the budgets it holds, where there were any."""
+    olds = summarize([r for r in superseded if r["budget"] in budgets])
+    if not olds:
         return "No earlier design of ours had this budget; the public nets of this size report one seed each."
-    return (
-        f"The superseded design of this budget held on {old['seeds_at_target_last3']} of {len(old['seeds'])} seeds "
-        f"(mean {old['final_acc_mean']:.2f} %); this one holds on {s['seeds_at_target_last3']} of {len(s['seeds'])}."
+    before = "; ".join(
+        f"`{m}` ({o['params']:,} parameters) held on {o['seeds_at_target_last3']} of {len(o['seeds'])} seeds "
+        f"(mean {o['final_acc_mean']:.2f} %)"
+        for m, o in olds.items()
     )
+    held = f"{s['seeds_at_target_last3']} of {len(s['seeds'])}"
+    return f"The superseded designs of its budgets: {before}. This net holds on {held}."
 
 
 def fill(template: str, facts: dict) -> str:
@@ -375,7 +413,7 @@ def speed(folder: Path = HERE / "results") -> str:
 def full_run_times(runs: list[dict]) -> str:
     """Wall time of each searched net's full 15-epoch train.py run, data loading included, against 5 minutes."""
     rows = []
-    for model in FRONTIER:
+    for model in searched_nets():
         alone = [r for r in runs if r["model"] == model and r["device"] == ALONE]
         if not alone:
             continue
@@ -463,16 +501,22 @@ def plot_accuracy(
     fig.savefig(path, dpi=120)
 
 
-def render(readme: str, runs: list[dict], summary: dict[str, dict], superseded: list[dict]) -> str:
+def render(
+    readme: str, runs: list[dict], summary: dict[str, dict], verdicts: dict[int, dict], superseded: list[dict]
+) -> str:
     note = (
         f"_Generated by `python report.py` from the {len(runs)} run files in `results/` (every seed that was run; "
         f"summary in `results/summary.json`). Target: ≥ {TARGET} % test accuracy in each of the last 3 epochs._\n\n"
     )
-    readme = replace_block(readme, "goals", goal_table(summary))
+    readme = replace_block(readme, "goals", goal_table(summary, verdicts))
     readme = replace_block(readme, "models", models_table())
     readme = replace_block(readme, "rf", format_rf_table(receptive_field_table(get_model("s6")), markdown=True))
+    smallest = min(searched_nets(), key=lambda m: count_parameters(get_model(m)), default=None)
+    if smallest:
+        rf_small = f"`{smallest}`:\n\n" + format_rf_table(receptive_field_table(get_model(smallest)), markdown=True)
+        readme = replace_block(readme, "rf_small", rf_small)
     readme = replace_block(readme, "story", story(runs, superseded))
-    readme = replace_block(readme, "superseded", summary_table(summarize(superseded, {})))
+    readme = replace_block(readme, "superseded", summary_table(summarize(superseded)))
     readme = replace_block(readme, "speed", speed())
     readme = replace_block(readme, "notebook", notebook_run())
     per_run = "\n\n<details><summary>Every run</summary>\n\n" + results_table(runs) + "\n\n</details>"
@@ -487,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     readme_path, summary_path = HERE / "README.md", HERE / "results" / "summary.json"
     old = readme_path.read_text()
     summary = summarize(runs)
-    new, summary_json = render(old, runs, summary, superseded), json.dumps(summary, indent=1) + "\n"
+    verdicts = goal_verdicts(summary)
+    new = render(old, runs, summary, verdicts, superseded)
+    summary_json = json.dumps({"models": summary, "goals": verdicts}, indent=1) + "\n"
     if args.check:
         stale = [p.name for p, text in ((readme_path, new), (summary_path, summary_json)) if read(p) != text]
         if stale:

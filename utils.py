@@ -70,6 +70,15 @@ RECIPES: dict[str, Recipe] = {
     "baseline": Recipe(lr=0.01, step_size=15),
     "s6": Recipe(),
     "s7_10k": Recipe(),
+    # Searched nets: the best trial of their sweep.py study (results/validation/budget-*.json).
+    "s7_4k": Recipe(
+        lr=0.1,
+        schedule="onecycle",
+        pct_start=2 / 15,
+        anneal="linear",
+        batch_size=64,
+        augment=Augment(degrees=7.0, translate=0.1, scale=0.09, p=0.5),
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 
