@@ -9,6 +9,7 @@ import json
 import re
 import statistics
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def load_runs(folder: Path = HERE / "results") -> list[dict]:
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if PUBLISHED.match(p.name)]
     runs = [r for r in runs if r.get("eval_split") == "test" and len(r["epochs"]) == r["config"]["epochs"]]
     rank = {m: i for i, m in enumerate(MODELS)}
-    return sorted(runs, key=lambda r: (rank.get(r["model"], len(rank)), r["model"], r["seed"]))
+    return sorted(runs, key=lambda r: (rank.get(r["model"], len(rank)), -(r["budget"] or 0), r["model"], r["seed"]))
 
 
 def test_accs(run: dict) -> list[float]:
@@ -274,7 +275,8 @@ STORY = [
         "< 8,000 parameters: the same shape, widths 8-16 / 8 / 16-16-16, Dropout 0.03, the same StepLR recipe.",
         "Against s6 the mean final accuracy moves by {delta:+.2f} points with {ratio:.0%} of its parameters, and "
         "the seeds spread wider: the unpadded net ends on a 6 px map and trains its last 3 epochs at lr 0.0005. "
-        "**Superseded** by the searched `s7_8k` below; its runs are in `results/superseded/`.",
+        "**Superseded** by `{successor}`, the searched net that holds < 8,000 below; its runs are in "
+        "`results/superseded/`.",
         superseded=True,
     ),
     Step(
@@ -283,7 +285,8 @@ STORY = [
         "the validation split (`--val 5000`), before any test run: {val_runs}.",
         "OneCycle reached the higher validation plateau, but on the test set the mean final accuracy moves by "
         "{delta:+.2f} points against s6 with {ratio:.0%} of its parameters, and the seeds touch 99.4 % without "
-        "holding it. **Superseded** by the searched `s7_5k` below; its runs are in `results/superseded/`.",
+        "holding it. **Superseded** by `{successor}`, the searched net that holds < 5,000 below; its runs are in "
+        "`results/superseded/`.",
         superseded=True,
     ),
 ]
@@ -318,13 +321,19 @@ def frontier_facts(model: str) -> dict:
     return {
         **{k: v for k, v in asdict(recipe).items() if k != "augment"},
         **asdict(recipe.augment),
-        "budgets": " and ".join(f"< {b:,}" for b in budgets) + " parameters",
-        "studies": " and ".join(study_link(b) for b in budgets),
+        "budgets": in_words(f"< {b:,}" for b in budgets) + " parameters",
+        "studies": in_words(study_link(b) for b in budgets),
         "val_score": study(budgets[0])["best"]["score"],
         "layers": net.layers,
         "dropout": net.dropout,
         "holds": budgets,
     }
+
+
+def in_words(items: Iterable[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
 def story(runs: list[dict], superseded: list[dict]) -> str:
@@ -337,6 +346,8 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
         group = [r for r in (superseded if step.superseded else runs) if r["model"] == step.model]
         params = group[0]["params"] if group else count_parameters(get_model(step.model))
         facts: dict = {"params": f"{params:,}", "val_runs": validation_runs(step.model)}
+        if step.superseded and group:
+            facts["successor"] = holder(group[0]["budget"])
         if step.model in searched and not step.superseded:
             facts |= frontier_facts(step.model)
         if step.model == "baseline":

@@ -56,7 +56,7 @@ VAL = 5000  # the last 5,000 training images: scored on, never trained on
 TRIAL_SEED = 0  # every trial trains from the same seed, so trials differ by their parameters only
 STARTUP_TRIALS = 4  # random draws before TPE models the space
 PRUNE_FROM = 2  # trained trials before the pruner compares with their median ...
-PRUNE_AFTER = 4  # ... from the 5th epoch of a trial on
+PRUNE_AFTER = 4  # ... from this epoch of a trial on (epochs are reported from 1)
 OUT = Path("results") / "validation"
 # The first trial of every study: the public 3,762-parameter net (4-4-4 / 8-8-8 / 8-8-8, padded) with its
 # recipe (lr 0.1 reached at epoch 2, linear to 0 at 15; rotation 7 degrees, shift and zoom 9 %, p 0.5,
@@ -101,6 +101,7 @@ def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.devic
     model = Net(layers, dropout)
     params = count_parameters(model)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("git_commit", args.commit)
     trial.set_user_attr("layers", layers)
     trial.set_user_attr("params", params)
     trial.set_user_attr("recipe", asdict(recipe))
@@ -156,7 +157,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             "study": study.study_name,
             "budget": args.budget,
             "command": args.command,
-            "git_commit": args.commit,
+            "exported_at_commit": args.commit,  # each trial names the commit that trained it
             "versions": {**versions(), "optuna": optuna.__version__},
             "score": "lowest validation accuracy (%) of the last 3 epochs",
             "epochs": args.epochs,
