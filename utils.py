@@ -79,6 +79,14 @@ RECIPES: dict[str, Recipe] = {
         batch_size=64,
         augment=Augment(degrees=7.0, translate=0.1, scale=0.09, p=0.5),
     ),
+    "s7_3k": Recipe(  # the values as the sampler drew them
+        lr=0.0806903206686792,
+        schedule="onecycle",
+        pct_start=0.1616896678209217,
+        anneal="linear",
+        batch_size=64,
+        augment=Augment(degrees=7.240599163103695, translate=0.1, scale=0.12050683502777204, p=0.6244441584797218),
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 
