@@ -100,6 +100,7 @@ MODELS: dict[str, ModelSpec] = {
     "s6": budgeted("16 32 M t16 16 32 16", dropout=0.05, budget=20_000),
     "s7_10k": budgeted("10 20 M t10 16 16 20", dropout=0.05, budget=10_000),
     # Searched: the best trial of a sweep.py study on the validation split (results/validation/budget-*.json).
+    "s7_8k": budgeted("4p 4p 4p M 12p 12p 12p M 10p 10p 10p", dropout=0.0019127488151920672, budget=8_000),
     "s7_4k": budgeted("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", dropout=0.01, budget=4_000),  # also best at < 5k
     "s7_3k": budgeted("6p 6p M 6p 6p M 6p 6p", dropout=0.040805315978710795, budget=3_000),
 }

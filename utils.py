@@ -71,6 +71,14 @@ RECIPES: dict[str, Recipe] = {
     "s6": Recipe(),
     "s7_10k": Recipe(),
     # Searched nets: the best trial of their sweep.py study (results/validation/budget-*.json).
+    "s7_8k": Recipe(  # the values as the sampler drew them
+        lr=0.08191189891187763,
+        schedule="onecycle",
+        pct_start=0.18244273321177729,
+        anneal="linear",
+        batch_size=64,
+        augment=Augment(degrees=9.074733570659514, translate=0.1, scale=0.0051964377462808825, p=0.7782115984766502),
+    ),
     "s7_4k": Recipe(
         lr=0.1,
         schedule="onecycle",
