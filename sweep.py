@@ -157,7 +157,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             "study": study.study_name,
             "budget": args.budget,
             "command": args.command,
-            "exported_at_commit": args.commit,  # each trial names the commit that trained it
+            "exported_at_commit": args.commit,  # the writing worker's; a trial's own is its git_commit, where recorded
             "versions": {**versions(), "optuna": optuna.__version__},
             "score": "lowest validation accuracy (%) of the last 3 epochs",
             "epochs": args.epochs,
