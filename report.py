@@ -344,6 +344,8 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
     rows = ["| step | target | result | analysis |", "|---|---|---|---|"]
     for step in steps:
         group = [r for r in (superseded if step.superseded else runs) if r["model"] == step.model]
+        if step.superseded and not group:
+            continue  # a superseded design is told by its runs; its name may belong to a newer net now
         params = group[0]["params"] if group else count_parameters(get_model(step.model))
         facts: dict = {"params": f"{params:,}", "val_runs": validation_runs(step.model)}
         if step.superseded and group:

@@ -11,7 +11,7 @@ def test_readme_and_summary_are_generated_from_the_committed_results():
 
 
 def fake_run(model, seed, accs):
-    epochs = [{"epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]
+    epochs = [{"epoch": i + 1, "test_acc": a, "train_acc": a - 0.1} for i, a in enumerate(accs)]
     return {
         "model": model,
         "params": 7432,
@@ -95,8 +95,10 @@ def test_goal_table_gives_every_budget_a_verdict(tmp_path):
 
 
 def test_superseded_design_stays_in_the_story_with_its_numbers(tmp_path):
-    write_runs(tmp_path, "s7_8k", [True, True, True, False, False])
-    story = report.story([], report.load_runs(tmp_path)).splitlines()
+    (tmp_path / "old").mkdir()
+    write_runs(tmp_path / "old", "s7_8k", [True, True, True, False, False])
+    write_runs(tmp_path, "s6", [True] * 5)
+    story = report.story(report.load_runs(tmp_path), report.load_runs(tmp_path / "old")).splitlines()
     old = next(line for line in story if line.startswith("| `s7_8k` (superseded) |"))
     assert "3 of 5 seeds hold ≥ 99.4 %" in old and "**Superseded**" in old
     new = next(line for line in story if line.startswith("| `s7_8k` |"))
