@@ -144,7 +144,9 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             {
                 "number": t.number,
                 "state": state,
-                "score": t.value,
+                # Optuna gives a pruned trial the value it was stopped at; the score is only a complete trial's
+                "score": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+                "stopped_at_epoch": max(t.intermediate_values) if state == "pruned" else None,
                 "suggested": t.params,
                 **t.user_attrs,  # params (the count), layers, recipe, val_acc, worker, and why it was rejected
                 "duration_s": t.duration.total_seconds() if t.duration else None,
