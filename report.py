@@ -245,7 +245,8 @@ FRONTIER_TARGET = (
 FRONTIER_ANALYSIS = (
     "Its validation score (lowest of the last 3 epochs, seed 0) was {val_score:.2f} %; on the test set the final "
     "accuracy averages {mean:.2f} % over {n} seeds, {delta:+.2f} points against s6 with {ratio:.0%} of its "
-    "parameters. {versus}"
+    "parameters. Train accuracy (on augmented images) ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %, "
+    "lowest seed). {versus}"
 )
 STORY = [
     Step(
@@ -442,7 +443,7 @@ def full_run_times(runs: list[dict]) -> str:
         return "_No full run of a searched net on the 2-core CPU yet._"
     head = (
         f"| model | params | batch | full 15-epoch run on {ALONE}, alone (≤ 5 min) | command "
-        "| median of its other runs (two at a time, 1 thread each) |\n|---|---|---|---|---|---|"
+        "| median of its other runs (1 thread each, sharing the CPU) |\n|---|---|---|---|---|---|"
     )
     return "\n".join([head, *rows])
 
