@@ -92,7 +92,7 @@ class ModelSpec:
 
 
 def budgeted(layers: str, dropout: float, budget: int) -> ModelSpec:
-    return ModelSpec(lambda: Net(layers, dropout), budget, f"`{layers}`, dropout {dropout}")
+    return ModelSpec(lambda: Net(layers, dropout), budget, f"`{layers}`, dropout {dropout:.3g}")
 
 
 MODELS: dict[str, ModelSpec] = {
