@@ -238,7 +238,7 @@ class Step:
 
 
 FRONTIER_TARGET = (
-    "{budgets}: the best trial on the validation split of {studies}. Net `{layers}`, dropout {dropout}; SGD with "
+    "{budgets}: the best trial on the validation split of {studies}. Net `{layers}`, dropout {dropout:.3g}; SGD with "
     "OneCycle to lr {lr:.3g} (warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; "
     "rotation ±{degrees:.1f}°, shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}."
 )
