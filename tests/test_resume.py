@@ -13,8 +13,9 @@ import pytest
 import torch
 from conftest import ROOT, assert_one_line_error, make_synthetic_mnist, run_cli
 
+from model import get_model
 from report import epoch_metrics
-from utils import UserError, load_checkpoint, save_checkpoint
+from utils import RECIPES, UserError, load_checkpoint, save_checkpoint
 
 EPOCHS = "5"
 
@@ -123,8 +124,9 @@ def test_checkpoint_of_another_model(data, uninterrupted, tmp_path):
 
 
 def test_resume_with_other_settings(data, uninterrupted, tmp_path):
-    proc = run_cli(*args(data, tmp_path, "--batch-size", "64", "--resume", str(uninterrupted / "s7_8k-seed0.pt")))
-    assert_one_line_error(proc, "batch_size=128 (now 64)")
+    batch, other = RECIPES["s7_8k"].batch_size, RECIPES["s7_8k"].batch_size // 2
+    proc = run_cli(*args(data, tmp_path, "--batch-size", str(other), "--resume", str(uninterrupted / "s7_8k-seed0.pt")))
+    assert_one_line_error(proc, f"batch_size={batch} (now {other})")
 
 
 def test_unwritable_output_folder(data, tmp_path):
@@ -136,7 +138,7 @@ def test_unwritable_output_folder(data, tmp_path):
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(data, uninterrupted, tmp_path):
     state = load_checkpoint(uninterrupted / "s7_8k-seed0.pt")
     state["epoch"], state["history"] = 1, state["history"][:1]
-    state["model"]["6.0.weight"].fill_(float("nan"))  # the head's 1x1 conv
+    state["model"][f"{len(get_model('s7_8k')) - 1}.0.weight"].fill_(float("nan"))  # the head's 1x1 conv
     ckpt = tmp_path / "s7_8k-seed0.pt"
     save_checkpoint(state, ckpt)
     before = ckpt.read_bytes()
