@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 
 import optuna
@@ -15,9 +16,11 @@ import sweep
 from model import count_parameters, get_model
 from utils import RECIPES
 
+TRIALS = 12
+
 
 def start_worker(root, out, seed: int) -> subprocess.Popen:
-    args = ["--budget", "3000", "--trials", "6", "--epochs", "2", "--val", "64", "--subset", "128",
+    args = ["--budget", "3000", "--trials", str(TRIALS), "--epochs", "2", "--val", "64", "--subset", "448",
             "--data-dir", str(root), "--out", str(out), "--storage", f"sqlite:///{out / 'study.db'}",
             "--seed", str(seed), "--threads", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -31,15 +34,28 @@ def start_worker(root, out, seed: int) -> subprocess.Popen:
     )
 
 
+def trained_so_far(storage: str) -> int:
+    try:
+        return sweep.trained(optuna.load_study(study_name="budget-3000", storage=storage))
+    except KeyError:  # the first worker has not created the study yet
+        return 0
+
+
 def test_two_workers_share_one_sqlite_study(synthetic_root, tmp_path):
-    workers = [start_worker(synthetic_root, tmp_path, seed) for seed in (1, 2)]
+    """The second worker joins once the first is training, with most of the study's trials still to run."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    workers = [start_worker(synthetic_root, tmp_path, seed=1)]
+    deadline = time.monotonic() + 120
+    while trained_so_far(storage) < 1 and workers[0].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers.append(start_worker(synthetic_root, tmp_path, seed=2))
     for w in workers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err[-3000:]
 
-    study = optuna.load_study(study_name="budget-3000", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.load_study(study_name="budget-3000", storage=storage)
     trained = [t for t in study.trials if t.state.is_finished() and "rejected" not in t.user_attrs]
-    assert 6 <= len(trained) <= 7  # a worker may finish the trial it had started when the other hit 6
+    assert TRIALS <= len(trained) <= TRIALS + 1  # a worker may finish the trial it had started when the other hit 12
     assert len({t.user_attrs["worker"] for t in trained}) == 2  # both workers trained trials
     assert len({t.number for t in study.trials}) == len(study.trials)
     for t in trained:
