@@ -30,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import torch
 
 from model import Net, count_parameters
@@ -171,6 +172,29 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
     )
 
 
+def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """The study's database. Workers started together race to create its tables: the loser retries.
+
+    A worker that dies mid-trial stops its heartbeat; the next worker to start marks that trial failed.
+    """
+
+    def connect() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=60,
+            grace_period=180,
+            # several workers on one SQLite file: wait for the lock instead of failing
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+        )
+
+    for attempt in range(attempts - 1):
+        try:
+            return connect()
+        except sqlalchemy.exc.SQLAlchemyError:
+            time.sleep(1 + attempt)
+    return connect()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(description="Optuna search of architecture and recipe for one budget, on --val.")
     p.add_argument("--budget", type=positive_int, required=True, help="strict upper bound on parameters")
@@ -201,15 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    url = args.storage or f"sqlite:///{out / 'optuna.db'}"
-    # A worker that dies mid-trial stops its heartbeat; the next worker to start marks that trial failed.
-    storage = optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=60,
-        grace_period=180,
-        # several workers on one SQLite file: wait for the lock instead of failing
-        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
-    )
+    storage = open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     study = optuna.create_study(

@@ -137,7 +137,9 @@ def test_unwritable_output_folder(data, tmp_path):
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(data, uninterrupted, tmp_path):
     state = load_checkpoint(uninterrupted / "s7_8k-seed0.pt")
-    state["epoch"], state["history"] = 1, state["history"][:1]
+    steps_per_epoch = state["scheduler"]["last_epoch"] // len(state["history"])  # rewind to after epoch 1:
+    state["epoch"], state["history"] = 1, state["history"][:1]  # the history, and the schedule with it
+    state["scheduler"]["last_epoch"], state["scheduler"]["_step_count"] = steps_per_epoch, steps_per_epoch + 1
     state["model"][f"{len(get_model('s7_8k')) - 1}.0.weight"].fill_(float("nan"))  # the head's 1x1 conv
     ckpt = tmp_path / "s7_8k-seed0.pt"
     save_checkpoint(state, ckpt)
