@@ -225,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    storage = open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
+    storage = open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}")
     study = optuna.create_study(
         study_name=f"budget-{args.budget}",
         storage=storage,
