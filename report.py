@@ -387,7 +387,7 @@ def versus(budgets: list[int], s: dict, superseded: list[dict]) -> str:
     """How a searched net compares with the superseded designs of the budgets it holds, where there were any."""
     olds = summarize([r for r in superseded if r["budget"] in budgets])
     if not olds:
-        return "No earlier design of ours had this budget; the public nets of this size report one seed each."
+        return "No earlier design of ours had this budget."
     before = "; ".join(
         f"`{m}` ({o['params']:,} parameters) held on {o['seeds_at_target_last3']} of {len(o['seeds'])} seeds "
         f"(mean {o['final_acc_mean']:.2f} %)"
