@@ -5,6 +5,7 @@ python report.py --check  # exit 1 if README.md is out of date with results/
 """
 
 import argparse
+import functools
 import json
 import re
 import statistics
@@ -140,12 +141,14 @@ def summary_table(summary: dict[str, dict]) -> str:
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
-def study(budget: int, folder: Path | None = None) -> dict | None:
-    """sweep.py's exported study of a budget, or None where the budget's net was set up front."""
-    path = (folder or STUDIES) / f"budget-{budget}.json"
+@functools.cache
+def study(budget: int) -> dict | None:
+    """sweep.py's exported study of a budget, or None where the budget's net was set up front (read once)."""
+    path = STUDIES / f"budget-{budget}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
+@functools.cache
 def holder(budget: int) -> str | None:
     """The registered net that holds a budget: its study's best trial, else the entry registered for it.
 
