@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from model import MODELS, count_parameters, get_model
-from utils import RECIPES, format_rf_table, receptive_field_table
+from utils import RECIPES, format_rf_table, receptive_field_table, recipe_from_dict
 
 HERE = Path(__file__).parent
 TARGET = 99.4  # % test accuracy, on the final epoch and on each of the last 3
@@ -164,7 +164,7 @@ def holder(budget: int) -> str | None:
             best["layers"],
             best["suggested"]["dropout"],
         ):
-            if asdict(RECIPES[name]) == best["recipe"]:
+            if RECIPES[name] == recipe_from_dict(best["recipe"]):
                 return name
     return None
 

@@ -20,6 +20,7 @@ its worker died). Run the same command again to continue a study or to export it
 """
 
 import argparse
+import json
 import os
 import shlex
 import socket
@@ -48,6 +49,7 @@ from utils import (
     run_epoch,
     seed_everything,
     versions,
+    weight_average,
     writable_dir,
     write_json,
 )
@@ -63,7 +65,7 @@ OUT = Path("results") / "validation"
 # recipe (lr 0.1 reached at epoch 2, linear to 0 at 15; rotation 7 degrees, zoom 9 %, p 0.5, dropout 0.01),
 # shift 10 % (its 9 % is not among the choices), batch 64 instead of its 32 to train within 5 minutes on a 2-core CPU.
 REFERENCE = dict(depth=3, w1=4, w2=8, w3=8, last_padded=True, dropout=0.01, lr=0.1, pct_start=2 / 15,
-                 anneal="linear", batch_size=64, degrees=7.0, translate=0.1, scale=0.09, p=0.5)  # fmt: skip
+                 anneal="linear", batch_size=64, degrees=7.0, translate=0.1, scale=0.09, p=0.5, ema=0.0)  # fmt: skip
 
 
 def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
@@ -71,8 +73,8 @@ def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
 
     The family: three stages of `depth` padded 3x3 convolutions at 28, 14 and 7 px, a max-pool
     between stages, the last stage padded or not (7 -> 5 -> 3 px), then the 1x1 + GAP head. The
-    recipe: OneCycle SGD annealing to ~0 at the last batch, batch size, and augmentation strength
-    and probability.
+    recipe: OneCycle SGD annealing to ~0 at the last batch, batch size, augmentation strength
+    and probability, and whether a moving average of the weights is what gets evaluated.
     """
     depth = trial.suggest_int("depth", 2, 3)
     w1 = trial.suggest_int("w1", 4, 8, step=2)  # the 28 px stage costs most CPU time per parameter
@@ -93,6 +95,7 @@ def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
             scale=trial.suggest_float("scale", 0.0, 0.15),
             p=trial.suggest_float("p", 0.5, 1.0),
         ),
+        ema=trial.suggest_categorical("ema", [0.0, 0.999]),
     )
     return layers, dropout, recipe
 
@@ -117,15 +120,26 @@ def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.devic
     train_loader, val_loader, split = make_loaders(data, device)
     model = Net(layers, dropout).to(device)  # built again after seeding, as train.py builds it
     optimizer, scheduler, per_batch = make_optimizer(model, recipe, args.epochs, len(train_loader))
+    average = weight_average(model, recipe)
     accs = []
     for epoch in range(1, args.epochs + 1):
         row = run_epoch(
-            model, device, train_loader, val_loader, optimizer, scheduler, per_batch, epoch, split, verbose=False
+            model,
+            device,
+            train_loader,
+            val_loader,
+            optimizer,
+            scheduler,
+            per_batch,
+            epoch,
+            split,
+            average,
+            verbose=False,
         )
         accs.append(row["val_acc"])
         trial.set_user_attr("val_acc", accs)
         trial.report(row["val_acc"], epoch)
-        if trial.should_prune():
+        if trial.should_prune() and "asked_for" not in trial.user_attrs:
             raise optuna.TrialPruned(f"epoch {epoch}: {row['val_acc']:.2f} % is below the median")
     return min(accs[-3:])
 
@@ -195,6 +209,33 @@ def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     return connect()
 
 
+def ask_for(study: optuna.Study, changes: list[str]) -> None:
+    """Queue the trials asked for by name: the reference first in a new study, then `--best-with`.
+
+    Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
+    trains to the end: the pruner would judge it by epochs that are not the score.
+    """
+    if not study.trials:
+        study.enqueue_trial(REFERENCE, user_attrs={"asked_for": "the public reference"})
+    if not changes:
+        return
+    pairs = [change.partition("=") for change in changes]
+    unknown = [key for key, _, _ in pairs if key not in REFERENCE]
+    if unknown:
+        raise UserError(f"--best-with: unknown parameter {', '.join(unknown)}; known: {', '.join(REFERENCE)}")
+    try:
+        values = {key: json.loads(value) for key, _, value in pairs}
+    except json.JSONDecodeError:
+        raise UserError(f'--best-with takes KEY=VALUE with a JSON value (0.999, true, "cos"), got {changes}') from None
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise UserError(f"--best-with: {study.study_name} has no complete trial yet")
+    best = study.best_trial
+    params = {**REFERENCE, **best.params, **values}  # parameters added to the space since take the reference's
+    label = f"trial {best.number} with {', '.join(changes)}"
+    study.enqueue_trial(params, user_attrs={"asked_for": label}, skip_if_exists=True)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(description="Optuna search of architecture and recipe for one budget, on --val.")
     p.add_argument("--budget", type=positive_int, required=True, help="strict upper bound on parameters")
@@ -208,6 +249,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--subset", type=positive_int, help="train on the first N training images only (smoke runs)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--best-with",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="first train the study's best trial with these parameters changed (e.g. ema=0.999)",
+    )
     args = p.parse_args(argv)
     args.command = shlex.join(["python", "sweep.py", *argv])
     args.commit = git_commit()  # what this worker runs, whatever the tree holds by the time it exports
@@ -236,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         sampler=optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
     )
-    study.enqueue_trial(REFERENCE, skip_if_exists=True)
+    try:
+        ask_for(study, args.best_with)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     path = out / f"{study.study_name}.json"
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -41,6 +41,7 @@ from utils import (
     save_checkpoint,
     seed_everything,
     training_config,
+    weight_average,
     writable_dir,
     write_json,
 )
@@ -73,6 +74,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def decay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got '{text}'")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(description="Train a parameter-budgeted CNN on MNIST.")
     p.add_argument("--model", default="s6", choices=list(MODELS), help="registry name (default: s6)")
@@ -83,6 +94,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--momentum", type=float, help="SGD momentum; default: the model's recipe")
     p.add_argument("--schedule", choices=SCHEDULES, help="lr schedule; default: the model's recipe")
+    p.add_argument(
+        "--ema",
+        type=decay,
+        help="evaluate and save a moving average of the weights with this decay, 0 for none; default: the recipe's",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="several runs, one per seed (e.g. 0 1 2 3 4)")
     p.add_argument(
@@ -166,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     command, commit = shlex.join(["python", "train.py", *argv]), git_commit()
-    flags = ("lr", "momentum", "schedule", "batch_size")
+    flags = ("lr", "momentum", "schedule", "batch_size", "ema")
     recipe = replace(RECIPES[args.model], **{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
     data = DataConfig(
         root=args.data_dir,
@@ -197,6 +213,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     train_loader, eval_loader, split = make_loaders(data, device)
     model = get_model(args.model).to(device)
     optimizer, scheduler, per_batch = make_optimizer(model, recipe, args.epochs, len(train_loader))
+    average = weight_average(model, recipe)
 
     params, budget = count_parameters(model), MODELS[args.model].budget
     print(f"model {args.model}: {params:,} parameters" + (f" (budget < {budget:,})" if budget else ""))
@@ -212,6 +229,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         restore_rng(saved["rng"], train_loader)
+        if average:
+            average.load_state_dict(saved["average"])
         history, first_epoch = saved["history"], saved["epoch"] + 1
         print(f"resumed from {resume_path} after epoch {saved['epoch']}")
     setup_time = time.perf_counter() - started
@@ -219,9 +238,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         for epoch in range(first_epoch, args.epochs + 1):
-            history.append(
-                run_epoch(model, device, train_loader, eval_loader, optimizer, scheduler, per_batch, epoch, split)
+            row = run_epoch(
+                model, device, train_loader, eval_loader, optimizer, scheduler, per_batch, epoch, split, average
             )
+            history.append(row)
             save_checkpoint(
                 {
                     "model_name": args.model,
@@ -229,6 +249,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     "epoch": epoch,
                     "history": history,
                     "model": model.state_dict(),
+                    "average": average.state_dict() if average else None,  # the evaluated weights, if any
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": capture_rng(train_loader),

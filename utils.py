@@ -53,6 +53,8 @@ class Recipe:
     `schedule="step"` is StepLR (lr multiplied by `gamma` every `step_size` epochs);
     `schedule="onecycle"` is OneCycleLR, stepped every batch: it warms up to `lr` over the first
     `pct_start` of training, then anneals (`anneal`: "cos" or "linear") to about 0 at the last batch.
+    `ema` > 0 evaluates and saves an exponential moving average of the weights with that decay
+    (see `WeightAverage`) instead of the last weights; 0 means none.
     """
 
     lr: float = 0.05
@@ -64,6 +66,12 @@ class Recipe:
     anneal: str = "cos"
     batch_size: int = 128
     augment: Augment = field(default_factory=Augment)
+    ema: float = 0.0
+
+
+def recipe_from_dict(d: dict) -> Recipe:
+    """A recipe as `asdict` wrote it into a record; fields added since then take their defaults."""
+    return Recipe(**{**d, "augment": Augment(**d["augment"])})
 
 
 RECIPES: dict[str, Recipe] = {
@@ -415,6 +423,42 @@ def make_optimizer(
     raise UserError(f"unknown schedule '{recipe.schedule}'; known: {', '.join(SCHEDULES)}")
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics.
+
+    It smooths out the last epochs' noise: the averaged copy is what gets evaluated and saved,
+    while training goes on with the live weights and never reads it. The decay ramps up as
+    min(decay, (1 + n) / (10 + n)) over the first n updates, so early on the average follows the
+    fast-changing weights instead of clinging to the random initial ones.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, live in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+            if avg.is_floating_point():
+                avg.lerp_(live, 1 - decay)
+            else:
+                avg.copy_(live)  # BatchNorm's batch counter
+
+    def state_dict(self) -> dict:
+        return {"weights": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["weights"])
+        self.updates = state["updates"]
+
+
+def weight_average(model: nn.Module, recipe: Recipe) -> WeightAverage | None:
+    """The recipe's weight average of `model`, or None when it trains without one."""
+    return WeightAverage(model, recipe.ema) if recipe.ema else None
+
+
 class NonFiniteLoss(UserError):
     pass
 
@@ -427,6 +471,7 @@ def train(
     batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     epoch: int = 1,
     progress: bool = True,
+    average: WeightAverage | None = None,
 ) -> dict[str, float]:
     """One epoch of training; returns mean loss and accuracy (%) over the epoch.
 
@@ -449,6 +494,8 @@ def train(
         optimizer.step()
         if batch_scheduler is not None:
             batch_scheduler.step()
+        if average is not None:
+            average.update(model)
         loss = loss.detach()
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
         loss_sum += loss * len(y)
@@ -504,13 +551,18 @@ def run_epoch(
     per_batch: bool,
     epoch: int,
     split: str = "test",
+    average: WeightAverage | None = None,
     verbose: bool = True,
 ) -> dict[str, float]:
-    """Train one epoch, evaluate, step an epoch-wise scheduler: the history row of that epoch."""
+    """Train one epoch, evaluate (the weight average, if any), step an epoch-wise scheduler.
+
+    Returns the history row of that epoch.
+    """
     start = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
-    tr = train(model, device, train_loader, optimizer, scheduler if per_batch else None, epoch, progress=verbose)
-    ev = test(model, device, eval_loader, split, verbose=verbose)
+    batch_scheduler = scheduler if per_batch else None
+    tr = train(model, device, train_loader, optimizer, batch_scheduler, epoch, progress=verbose, average=average)
+    ev = test(average.module if average else model, device, eval_loader, split, verbose=verbose)
     if not per_batch:
         scheduler.step()
     return {

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 
 import optuna
 import pytest
@@ -14,7 +13,7 @@ from conftest import ROOT, assert_one_line_error
 import report
 import sweep
 from model import count_parameters, get_model
-from utils import RECIPES
+from utils import RECIPES, recipe_from_dict
 
 TRIALS = 12
 
@@ -97,5 +96,5 @@ def test_each_searched_budget_is_held_by_the_best_trial_of_its_committed_study(b
     assert name, f"the best trial of budget-{budget} is not in the registry"
     model = get_model(name)
     assert (model.layers, model.dropout) == (best["layers"], best["suggested"]["dropout"])
-    assert asdict(RECIPES[name]) == best["recipe"]
+    assert RECIPES[name] == recipe_from_dict(best["recipe"])
     assert count_parameters(model) == best["params"] < budget
