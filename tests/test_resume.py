@@ -26,7 +26,8 @@ def data(tmp_path_factory):
 
 
 def args(data, out, *extra):
-    return ["--model", "s7_8k", "--epochs", EPOCHS, "--data-dir", str(data), "--out", str(out), *extra]
+    """s7_8k with a weight average, so that resuming must restore both the live and the averaged weights."""
+    return ["--model", "s7_8k", "--epochs", EPOCHS, "--ema", "0.99", "--data-dir", str(data), "--out", str(out), *extra]
 
 
 def run_file(out):
@@ -68,9 +69,11 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_run(data, uninterrupte
     result = run_file(tmp_path)
     assert epoch_metrics(result) == epoch_metrics(run_file(uninterrupted))
     assert result["resumed_after_epoch"] == killed_at
-    final, reference = load_checkpoint(ckpt)["model"], load_checkpoint(uninterrupted / "s7_8k-seed0.pt")["model"]
-    assert final.keys() == reference.keys()
-    assert all(torch.equal(final[k], reference[k]) for k in final)
+    final, reference = load_checkpoint(ckpt), load_checkpoint(uninterrupted / "s7_8k-seed0.pt")
+    assert final["average"]["updates"] == reference["average"]["updates"] > 0
+    for weights in (lambda state: state["model"], lambda state: state["average"]["weights"]):
+        assert weights(final).keys() == weights(reference).keys()
+        assert all(torch.equal(weights(final)[k], weights(reference)[k]) for k in weights(final))
 
 
 KILL_DURING_WRITE = """

@@ -77,6 +77,27 @@ def test_first_trial_is_the_public_reference_design(synthetic_root, tmp_path):
     assert first["layers"] == "4p 4p 4p M 8p 8p 8p M 8p 8p 8p" and first["params"] == 3692
 
 
+def test_best_with_trains_the_best_trial_again_with_one_change(synthetic_root, tmp_path):
+    tiny = ["--budget", "5000", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir", str(synthetic_root),
+            "--out", str(tmp_path)]  # fmt: skip
+    assert sweep.main([*tiny, "--trials", "2"]) == 0
+    assert sweep.main([*tiny, "--trials", "3", "--best-with", "ema=0.999", "batch_size=128"]) == 0
+    export = json.loads((tmp_path / "budget-5000.json").read_text())
+    trained = [t for t in export["trials"] if t["state"] != "rejected"]
+    best_before = max(trained[:2], key=lambda t: t["score"])
+    asked = trained[2]
+    assert asked["state"] == "complete" and len(asked["val_acc"]) == 1
+    assert asked["suggested"] == {**best_before["suggested"], "ema": 0.999, "batch_size": 128}
+    assert asked["asked_for"] == f"trial {best_before['number']} with ema=0.999, batch_size=128"
+    assert asked["recipe"]["ema"] == 0.999 and asked["layers"] == best_before["layers"]
+    assert_one_line_error(
+        subprocess.run(
+            [sys.executable, "sweep.py", *tiny, "--best-with", "width=8"], cwd=ROOT, capture_output=True, text=True
+        ),
+        "--best-with: unknown parameter width",
+    )
+
+
 def test_bad_sweep_flags_get_one_line_errors(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "sweep.py", *args], cwd=ROOT, capture_output=True, text=True)

@@ -3,6 +3,7 @@ import json
 import math
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pytest
 import torch
@@ -55,6 +56,37 @@ def test_non_finite_loss_names_epoch_and_batch(synthetic_root):
         utils.train(model, device, loader, optimizer, epoch=3, progress=False)
 
 
+def test_weight_average_is_an_ema_with_a_warm_up_that_training_never_reads(synthetic_root):
+    """Live weights train exactly as without the average; the average is the EMA of them, decay ramping up."""
+    device = torch.device("cpu")
+    recipe = RECIPES["s7_4k"]
+    runs = {}
+    for decay in (0.0, 0.9):
+        seed_everything(0)
+        loader, _, _ = make_loaders(DataConfig(str(synthetic_root), 64, subset=256, download=False), device)
+        model = get_model("s7_4k")
+        optimizer, _, _ = make_optimizer(model, recipe, 1, len(loader))
+        average = utils.weight_average(model, replace(recipe, ema=decay))
+        expected = {k: v.clone() for k, v in model.state_dict().items()}
+        for n, (x, y) in enumerate(loader, start=1):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            if average:
+                average.update(model)
+                d = min(decay, (1 + n) / (10 + n))
+                for k, live in model.state_dict().items():
+                    expected[k] = d * expected[k] + (1 - d) * live if live.is_floating_point() else live.clone()
+        runs[decay] = model.state_dict()
+    assert average.updates == len(loader) == 4
+    averaged = average.module.state_dict()
+    assert all(torch.allclose(averaged[k].double(), expected[k].double(), atol=1e-6) for k in expected)
+    assert not averaged["0.1.weight"].equal(runs[0.9]["0.1.weight"])  # BatchNorm weights: averaged, not copied
+    assert averaged["0.1.num_batches_tracked"] == runs[0.9]["0.1.num_batches_tracked"] == 4
+    assert all(runs[0.0][k].equal(runs[0.9][k]) for k in runs[0.0])
+    assert not average.module.training and not any(p.requires_grad for p in average.module.parameters())
+
+
 def smoke_args(root, out, *extra):
     return ["--model", "s7_8k", "--epochs", "2", "--subset", "256", "--data-dir", str(root), "--out", str(out), *extra]
 
@@ -97,6 +129,7 @@ def snapshot(folder):
         (["--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
         (["--batch-size", "-5"], "argument --batch-size: must be a positive integer, got '-5'"),
         (["--lr", "nan"], "argument --lr: must be a positive number"),
+        (["--ema", "1"], "argument --ema: must be a number in [0, 1), got '1'"),
         (["--subset", "100000"], "--subset must be between 1 and"),
         (["--val", "-1"], "--val must be between 0 and"),
     ],
