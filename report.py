@@ -48,7 +48,7 @@ GOALS = {  # parameter budget -> what the net that holds it must show
 }
 FRONTIER = (8_000, 5_000, 4_000, 3_000)  # the budgets whose net and recipe a sweep.py study chose
 ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a searched net trains in 5 minutes
-SUPERSEDED = HERE / "results" / "superseded"  # runs of designs whose budget name now belongs to a newer net
+SUPERSEDED = HERE / "results" / "superseded"  # a folder per generation of designs whose names now mean newer nets
 STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
 
 
@@ -58,6 +58,21 @@ def load_runs(folder: Path = HERE / "results") -> list[dict]:
     runs = [r for r in runs if r.get("eval_split") == "test" and len(r["epochs"]) == r["config"]["epochs"]]
     rank = {m: i for i, m in enumerate(MODELS)}
     return sorted(runs, key=lambda r: (rank.get(r["model"], len(rank)), -(r["budget"] or 0), r["model"], r["seed"]))
+
+
+def load_superseded(folder: Path = SUPERSEDED) -> list[dict]:
+    """Runs of superseded designs, each renamed `<model> (<its folder>)`: a budget name may have had several."""
+    runs = []
+    for design in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        runs += [{**r, "model": f"{r['model']} ({design.name.replace('-', ' ')})"} for r in load_runs(design)]
+    return runs
+
+
+def label(model: str, superseded: bool = False) -> str:
+    """`s7_8k`, or `s7_8k` (hand designed) for a superseded design; with ", superseded" in the story."""
+    name, _, design = model.partition(" (")
+    notes = [n for n in (design.rstrip(")"), "superseded" if superseded else "") if n]
+    return f"`{name}`" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def test_accs(run: dict) -> list[float]:
@@ -134,7 +149,7 @@ def summary_table(summary: dict[str, dict]) -> str:
         spread = f" ± {s['final_acc_std']:.2f}" if n > 1 else ""
         firsts = ", ".join(str(f) if f else "never" for f in s["first_epoch_at_target"])
         rows.append(
-            f"| `{model}` | {s['params']:,}{budget} | {n} | {s['final_acc_mean']:.2f}{spread} % "
+            f"| {label(model)} | {s['params']:,}{budget} | {n} | {s['final_acc_mean']:.2f}{spread} % "
             f"| {s['final_acc_min']:.2f} – {s['final_acc_max']:.2f} % | {s['seeds_at_target_last3']} of {n} "
             f"| {firsts} | {s['train_time_s_mean'] / 60:.1f} min |"
         )
@@ -243,13 +258,20 @@ class Step:
 FRONTIER_TARGET = (
     "{budgets}: the best trial on the validation split of {studies}. Net `{layers}`, dropout {dropout:.3g}; SGD with "
     "OneCycle to lr {lr:.3g} (warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; "
-    "rotation ±{degrees:.1f}°, shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}."
+    "rotation ±{degrees:.1f}°, shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}.{averaging}"
 )
 FRONTIER_ANALYSIS = (
     "Its validation score (lowest of the last 3 epochs, seed 0) was {val_score:.2f} %; on the test set the final "
     "accuracy averages {mean:.2f} % over {n} seeds, {delta:+.2f} points against s6 with {ratio:.0%} of its "
     "parameters. Train accuracy (on augmented images) ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %, "
     "lowest seed). {versus}"
+)
+LAST_WEIGHTS_ANALYSIS = (
+    "Against s6 the mean final accuracy moves by {delta:+.2f} points with {ratio:.0%} of its parameters; train "
+    "accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %). The test accuracy still swings from "
+    "epoch to epoch while the lr anneals. **Superseded** by `{successor}`: the same training, evaluated on a "
+    "moving average of its weights, which its studies preferred; its runs are in "
+    "`results/superseded/no-weight-average/`."
 )
 STORY = [
     Step(
@@ -275,31 +297,41 @@ STORY = [
         "Train accuracy ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %).",
     ),
     Step(
-        "s7_8k",
+        "s7_8k (hand designed)",
         "< 8,000 parameters: the same shape, widths 8-16 / 8 / 16-16-16, Dropout 0.03, the same StepLR recipe.",
         "Against s6 the mean final accuracy moves by {delta:+.2f} points with {ratio:.0%} of its parameters, and "
         "the seeds spread wider: the unpadded net ends on a 6 px map and trains its last 3 epochs at lr 0.0005. "
         "**Superseded** by `{successor}`, the searched net that holds < 8,000 below; its runs are in "
-        "`results/superseded/`.",
+        "`results/superseded/hand-designed/`.",
         superseded=True,
     ),
     Step(
-        "s7_5k",
+        "s7_5k (hand designed)",
         "< 5,000 parameters: the same shape, widths 8-12 / 8 / 12-12-14, Dropout 0.02. The schedule was chosen on "
         "the validation split (`--val 5000`), before any test run: {val_runs}.",
         "OneCycle reached the higher validation plateau, but on the test set the mean final accuracy moves by "
         "{delta:+.2f} points against s6 with {ratio:.0%} of its parameters, and the seeds touch 99.4 % without "
         "holding it. **Superseded** by `{successor}`, the searched net that holds < 5,000 below; its runs are in "
-        "`results/superseded/`.",
+        "`results/superseded/hand-designed/`.",
         superseded=True,
+    ),
+    *(
+        Step(
+            f"{model} (no weight average)",
+            "The best trial of its studies before the search could average weights: the net and recipe that "
+            "`{successor}` below keeps, evaluated and saved on its last weights.",
+            LAST_WEIGHTS_ANALYSIS,
+            superseded=True,
+        )
+        for model in ("s7_8k", "s7_4k")
     ),
 ]
 
 
-def validation_runs(model: str, folder: Path = SUPERSEDED / "validation") -> str:
+def validation_runs(model: str, folder: Path = SUPERSEDED / "hand-designed" / "validation") -> str:
     """The single validation runs behind the superseded s7_5k's schedule: schedule, lr, final accuracy."""
     parts = []
-    for path in sorted(folder.glob(f"*/{model}-*.json")):
+    for path in sorted(folder.glob(f"*/{model.partition(' ')[0]}-*.json")):
         run = json.loads(path.read_text())
         recipe, accs = run["config"]["recipe"], [e["val_acc"] for e in run["epochs"]]
         last3 = min(accs[-3:])
@@ -331,6 +363,9 @@ def frontier_facts(model: str) -> dict:
         "layers": net.layers,
         "dropout": net.dropout,
         "holds": budgets,
+        "averaging": f" Evaluated and saved: a moving average of the weights (decay {recipe.ema})."
+        if recipe.ema
+        else "",
     }
 
 
@@ -381,8 +416,8 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
         else:
             where = "results/superseded" if step.superseded else "results"
             result = f"{params:,} parameters; **not run here** (no `{where}/{step.model}-seed*.json`)"
-        label = f"`{step.model}` (superseded)" if step.superseded else f"`{step.model}`"
-        rows.append(f"| {label} | {fill(step.target, facts)} | {result} | {fill(step.analysis, facts)} |")
+        cells = [label(step.model, step.superseded), fill(step.target, facts), result, fill(step.analysis, facts)]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -392,7 +427,7 @@ def versus(budgets: list[int], s: dict, superseded: list[dict]) -> str:
     if not olds:
         return "No earlier design of ours had this budget."
     before = "; ".join(
-        f"`{m}` ({o['params']:,} parameters) held on {o['seeds_at_target_last3']} of {len(o['seeds'])} seeds "
+        f"{label(m)} ({o['params']:,} parameters) held on {o['seeds_at_target_last3']} of {len(o['seeds'])} seeds "
         f"(mean {o['final_acc_mean']:.2f} %)"
         for m, o in olds.items()
     )
@@ -544,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that README.md and summary.json are current")
     args = parser.parse_args(argv)
-    runs, superseded = load_runs(), load_runs(SUPERSEDED)
+    runs, superseded = load_runs(), load_superseded()
     readme_path, summary_path = HERE / "README.md", HERE / "results" / "summary.json"
     old = readme_path.read_text()
     summary = summarize(runs)

@@ -94,15 +94,22 @@ def test_goal_table_gives_every_budget_a_verdict(tmp_path):
             assert rows[budget].endswith("| pending |")
 
 
-def test_superseded_design_stays_in_the_story_with_its_numbers(tmp_path):
-    (tmp_path / "old").mkdir()
-    write_runs(tmp_path / "old", "s7_8k", [True, True, True, False, False])
+def test_superseded_designs_stay_in_the_story_with_their_numbers(tmp_path):
+    """Two generations of designs once named s7_8k: each keeps its own row and numbers."""
+    for design, holding in (("hand-designed", [True, True, True, False, False]), ("no-weight-average", [True, False])):
+        (tmp_path / "old" / design).mkdir(parents=True)
+        write_runs(tmp_path / "old" / design, "s7_8k", holding)
     write_runs(tmp_path, "s6", [True] * 5)
-    story = report.story(report.load_runs(tmp_path), report.load_runs(tmp_path / "old")).splitlines()
-    old = next(line for line in story if line.startswith("| `s7_8k` (superseded) |"))
-    assert "3 of 5 seeds hold ≥ 99.4 %" in old and "**Superseded**" in old
+    superseded = report.load_superseded(tmp_path / "old")
+    story = report.story(report.load_runs(tmp_path), superseded).splitlines()
+    hand = next(line for line in story if line.startswith("| `s7_8k` (hand designed, superseded) |"))
+    assert "3 of 5 seeds hold ≥ 99.4 %" in hand and "**Superseded**" in hand
+    last = next(line for line in story if line.startswith("| `s7_8k` (no weight average, superseded) |"))
+    assert "1 of 2 seeds hold ≥ 99.4 %" in last and "**Superseded**" in last
     new = next(line for line in story if line.startswith("| `s7_8k` |"))
     assert "**not run here**" in new
+    table = report.summary_table(report.summarize(superseded)).splitlines()[2:]
+    assert [row.split(" | ")[0] for row in table] == ["| `s7_8k` (hand designed)", "| `s7_8k` (no weight average)"]
 
 
 def test_five_minute_check_uses_runs_made_alone_and_flags_slow_ones():
