@@ -232,6 +232,12 @@ def ask_for(study: optuna.Study, changes: list[str]) -> None:
         raise UserError(f"--best-with: {study.study_name} has no complete trial yet")
     best = study.best_trial
     params = {**REFERENCE, **best.params, **values}  # parameters added to the space since take the reference's
+    try:
+        with warnings.catch_warnings():  # a value outside a range is allowed: Optuna warns once when it trains
+            warnings.simplefilter("ignore")
+            suggest(optuna.trial.FixedTrial(params))
+    except ValueError as err:  # a value that is not one of a parameter's choices
+        raise UserError(f"--best-with {' '.join(changes)}: {err}") from None
     label = f"trial {best.number} with {', '.join(changes)}"
     study.enqueue_trial(params, user_attrs={"asked_for": label}, skip_if_exists=True)
 

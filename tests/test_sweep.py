@@ -90,12 +90,11 @@ def test_best_with_trains_the_best_trial_again_with_one_change(synthetic_root, t
     assert asked["suggested"] == {**best_before["suggested"], "ema": 0.999, "batch_size": 128}
     assert asked["asked_for"] == f"trial {best_before['number']} with ema=0.999, batch_size=128"
     assert asked["recipe"]["ema"] == 0.999 and asked["layers"] == best_before["layers"]
-    assert_one_line_error(
-        subprocess.run(
-            [sys.executable, "sweep.py", *tiny, "--best-with", "width=8"], cwd=ROOT, capture_output=True, text=True
-        ),
-        "--best-with: unknown parameter width",
-    )
+    for change, message in (("width=8", "--best-with: unknown parameter width"), ("ema=0.5", "'0.5' not in (0.0")):
+        proc = subprocess.run(
+            [sys.executable, "sweep.py", *tiny, "--best-with", change], cwd=ROOT, capture_output=True, text=True
+        )
+        assert_one_line_error(proc, message)
 
 
 def test_bad_sweep_flags_get_one_line_errors(tmp_path):
