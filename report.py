@@ -523,7 +523,7 @@ def plot_accuracy(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5.6))
     for model, s in summary.items():
         group = [test_accs(r) for r in runs if r["model"] == model]
         epochs, per_epoch = range(1, len(group[0]) + 1), list(zip(*group, strict=True))
@@ -542,12 +542,12 @@ def plot_accuracy(
     ax.set(
         xlabel="epoch",
         ylabel="test accuracy (%)",
-        ylim=(98.0, 99.8),
+        ylim=(97.5, 99.8),  # from 97.5 % the smallest net's second half is in view
         title="MNIST test accuracy per epoch (band: min to max over seeds)",
     )
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)  # below: no curve hidden
     fig.tight_layout()
     path.parent.mkdir(exist_ok=True)
     fig.savefig(path, dpi=120)
