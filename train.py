@@ -10,8 +10,10 @@ killed run resumes to exactly the metrics and weights of an uninterrupted one.
 """
 
 import argparse
+import os
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -23,28 +25,30 @@ from model import MODELS, count_parameters, get_model
 from utils import (
     DATA_DIR,
     LOADERS,
+    PRECISIONS,
     RECIPES,
     SCHEDULES,
+    WEIGHTS_SUFFIX,
     DataConfig,
+    Run,
     UserError,
-    capture_rng,
     device_description,
+    fit,
     git_commit,
     load_checkpoint,
-    make_loaders,
-    make_optimizer,
     pick_device,
+    prepare,
     print_summary,
-    restore_rng,
-    run_epoch,
+    resolve_precision,
     run_record,
     save_checkpoint,
-    seed_everything,
+    save_weights,
     training_config,
-    weight_average,
     writable_dir,
     write_json,
 )
+
+HERE = Path(__file__).parent
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -130,6 +134,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="CPU threads for torch (default: torch's choice); the same count reproduces a CPU run exactly",
     )
     p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="what training computes in: auto (the recipe's, fp32 where the device has no fast bf16), bf16 or fp32",
+    )
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="with --seeds: run this many seeds side by side, each a 1-thread process (log in --out/<run>.log)",
+    )
+    p.add_argument(
         "--resume",
         nargs="?",
         const="auto",
@@ -151,15 +167,54 @@ def check_same_config(saved: dict, current: dict, path: Path) -> None:
         raise UserError(f"{path} was trained with other settings: {', '.join(diffs)}; resume with the original flags")
 
 
-def resume_command(argv: list[str], seed: int) -> str:
-    """The command line that continues this run: same flags, this one seed, --resume."""
+def without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """argv less the named flags and their values."""
     kept, skipping = [], False
     for arg in argv:
         if arg.startswith("-"):
-            skipping = arg.split("=", 1)[0] in ("--seeds", "--seed", "--resume")
+            skipping = arg.split("=", 1)[0] in flags
         if not skipping:
             kept.append(arg)
+    return kept
+
+
+def resume_command(argv: list[str], seed: int) -> str:
+    """The command line that continues this run: same flags, this one seed, --resume."""
+    kept = without(argv, ("--seeds", "--seed", "--jobs", "--resume"))
     return shlex.join(["python", "train.py", *kept, "--seed", str(seed), "--resume"])
+
+
+def seed_command(argv: list[str], seed: int) -> list[str]:
+    """The command of one seed of a --jobs run: exactly what a user would type to run it alone on 1 thread."""
+    return [*without(argv, ("--seeds", "--seed", "--jobs", "--threads")), "--seed", str(seed), "--threads", "1"]
+
+
+def run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the seeds as 1-thread processes, `--jobs` at a time; each writes the record it would write alone."""
+    out = writable_dir(args.out)
+    pending, running, failed = list(args.seeds), {}, []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            seed = pending.pop(0)
+            log_path = out / f"{run_name(argparse.Namespace(**{**vars(args), 'seed': seed}))}.log"
+            log = open(log_path, "w")  # noqa: SIM115 (closed when the process ends)
+            proc = subprocess.Popen(
+                [sys.executable, str(HERE / "train.py"), *seed_command(argv, seed)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            running[proc] = (seed, log, log_path)
+            print(f"seed {seed}: started ({shlex.join(['python', 'train.py', *seed_command(argv, seed)])})")
+        time.sleep(0.2)
+        for proc in [p for p in running if p.poll() is not None]:
+            seed, log, log_path = running.pop(proc)
+            log.close()
+            last = (log_path.read_text().strip().splitlines() or ["(no output)"])[-1]
+            print(f"seed {seed}: {last}" if proc.returncode == 0 else f"seed {seed} failed: {last} (log: {log_path})")
+            if proc.returncode:
+                failed.append(proc.returncode)
+    return max(failed, default=0)
 
 
 def raise_interrupt(signum: int, frame: object) -> None:
@@ -169,6 +224,14 @@ def raise_interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.jobs > 1 and args.seeds:
+        try:
+            return run_jobs(args, argv)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:  # the seeds got the signal too: each saved its checkpoint
+            return 130
     if args.threads:
         torch.set_num_threads(args.threads)
     for seed in args.seeds or [args.seed]:
@@ -195,12 +258,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         augment=None if args.no_augment else recipe.augment,
         seed=args.seed,
     )
-    config = training_config(args.model, args.epochs, data, recipe)
     device = pick_device(args.device)
+    precision = resolve_precision(recipe, device, args.precision)
+    config = training_config(args.model, args.epochs, data, recipe, precision)
     out = writable_dir(args.out)
     name = run_name(args)
     ckpt_path = out / f"{name}.pt"
-    results_path = out / f"{name}.json"
 
     saved = None
     if args.resume:
@@ -209,69 +272,42 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         check_same_config(saved["config"], config, resume_path)
 
     started = time.perf_counter()
-    seed_everything(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    train_loader, eval_loader, split = make_loaders(data, device)
-    model = get_model(args.model).to(device)
-    optimizer, scheduler, per_batch = make_optimizer(model, recipe, args.epochs, len(train_loader))
-    average = weight_average(model, recipe)
-
-    params, budget = count_parameters(model), MODELS[args.model].budget
+    run = prepare(lambda: get_model(args.model), recipe, data, args.epochs, device, precision)
+    params, budget = count_parameters(run.model), MODELS[args.model].budget
     print(f"model {args.model}: {params:,} parameters" + (f" (budget < {budget:,})" if budget else ""))
     print(
-        f"device {device_description(device)}; {len(train_loader.dataset):,} training images, "
-        f"evaluating on {split} ({len(eval_loader.dataset):,}); recipe {config['recipe']}"
+        f"device {device_description(device)}, training in {precision}; {len(run.train_loader.dataset):,} training "
+        f"images, evaluating on {run.split} ({len(run.eval_loader.dataset):,}); recipe {config['recipe']}"
     )
-    print_summary(model)
-
-    history, first_epoch = [], 1
+    print_summary(run.model)
     if saved:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        restore_rng(saved["rng"], train_loader)
-        if average:
-            average.load_state_dict(saved["average"])
-        history, first_epoch = saved["history"], saved["epoch"] + 1
+        run.load_state_dict(saved)
         print(f"resumed from {resume_path} after epoch {saved['epoch']}")
     setup_time = time.perf_counter() - started
 
+    def checkpoint(run: Run, row: dict) -> None:
+        save_checkpoint({"model_name": args.model, "config": config, **run.state_dict()}, ckpt_path)
+
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        for epoch in range(first_epoch, args.epochs + 1):
-            row = run_epoch(
-                model, device, train_loader, eval_loader, optimizer, scheduler, per_batch, epoch, split, average
-            )
-            history.append(row)
-            save_checkpoint(
-                {
-                    "model_name": args.model,
-                    "config": config,
-                    "epoch": epoch,
-                    "history": history,
-                    "model": model.state_dict(),
-                    "average": average.state_dict() if average else None,  # the evaluated weights, if any
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": capture_rng(train_loader),
-                },
-                ckpt_path,
-            )
+        history = fit(run, on_epoch=checkpoint)
     except KeyboardInterrupt:
-        done = history[-1]["epoch"] if history else 0
+        done = len(run.history)
         where = f"the checkpoint after epoch {done} is {ckpt_path}" if done else "no epoch finished, nothing to resume"
         resume = resume_command(argv, args.seed)
         print(f"\ninterrupted: {where}" + (f"; resume with: {resume}" if done else ""), file=sys.stderr)
         return 130
 
-    result = run_record(args.model, model, args.seed, device, command, commit, config, split, history)
+    result = run_record(args.model, run.model, args.seed, device, command, commit, config, run.split, history)
     result.update(resumed_after_epoch=saved["epoch"] if saved else None, setup_time_s=setup_time)
-    write_json(results_path, result)
-    final = history[-1][f"{split}_acc"]
+    result["weights"] = save_weights(run.evaluated, out / f"{name}{WEIGHTS_SUFFIX}")
+    write_json(out / f"{name}.json", result)
+    final = history[-1][f"{run.split}_acc"]
     print(
-        f"final {split} accuracy {final:.2f}% after {args.epochs} epochs, {result['train_time_s']:.0f} s of training; "
-        f"results in {results_path}"
+        f"final {run.split} accuracy {final:.2f}% after {args.epochs} epochs, {result['train_time_s']:.0f} s of "
+        f"training; results in {out / name}.json"
     )
     return 0
 

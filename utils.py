@@ -54,7 +54,9 @@ class Recipe:
     `schedule="onecycle"` is OneCycleLR, stepped every batch: it warms up to `lr` over the first
     `pct_start` of training, then anneals (`anneal`: "cos" or "linear") to about 0 at the last batch.
     `ema` > 0 evaluates and saves an exponential moving average of the weights with that decay
-    (see `WeightAverage`) instead of the last weights; 0 means none.
+    (see `WeightAverage`) instead of the last weights; 0 means none. `precision="bf16"` trains
+    under bfloat16 autocast where the device runs it fast and in float32 elsewhere (see
+    `resolve_precision`); evaluation is always float32.
     """
 
     lr: float = 0.05
@@ -67,6 +69,7 @@ class Recipe:
     batch_size: int = 128
     augment: Augment = field(default_factory=Augment)
     ema: float = 0.0
+    precision: str = "fp32"
 
 
 def recipe_from_dict(d: dict) -> Recipe:
@@ -107,6 +110,7 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 SCHEDULES = ("step", "onecycle")
+PRECISIONS = ("auto", "bf16", "fp32")  # auto: the recipe's, falling back to fp32 where bf16 is slow
 
 
 class UserError(Exception):
@@ -133,6 +137,37 @@ def device_description(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     threads = torch.get_num_threads()
     return f"{device.type} ({threads} thread{'s' if threads > 1 else ''})"
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether the device has bfloat16 arithmetic in hardware (elsewhere bf16 is emulated, and slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(
+            getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        )
+    return False
+
+
+def resolve_precision(recipe: Recipe, device: torch.device, asked: str = "auto") -> str:
+    """The precision a run trains in: "bf16" or "fp32".
+
+    "auto" takes the recipe's and falls back to fp32 on a device without fast bf16 (the run
+    records what it used); asking for bf16 outright on such a device is an error.
+    """
+    if asked not in PRECISIONS:
+        raise UserError(f"unknown precision '{asked}'; known: {', '.join(PRECISIONS)}")
+    if asked == "bf16" and not bf16_is_fast(device):
+        raise UserError(f"--precision bf16: {device_description(device)} has no fast bfloat16; use fp32 or auto")
+    wanted = recipe.precision if asked == "auto" else asked
+    return "bf16" if wanted == "bf16" and bf16_is_fast(device) else "fp32"
+
+
+def memory_format(precision: str) -> torch.memory_format:
+    """bf16 convolutions ran fastest channels-last on the 2-core CPU (bench.py); fp32 keeps the default."""
+    return torch.channels_last if precision == "bf16" else torch.contiguous_format
 
 
 def seed_everything(seed: int) -> None:
@@ -325,8 +360,12 @@ class DataConfig:
 LOADERS = ("fast", "classic")
 
 
-def training_config(model: str, epochs: int, data: DataConfig, recipe: Recipe) -> dict:
-    """What defines a run, kept in its checkpoint and record: a resumed run must match it exactly."""
+def training_config(model: str, epochs: int, data: DataConfig, recipe: Recipe, precision: str) -> dict:
+    """What defines a run, kept in its checkpoint and record: a resumed run must match it exactly.
+
+    `precision` is what the run trains in (see `resolve_precision`), which can differ from the
+    recipe's on a device without fast bf16.
+    """
     return {
         "model": model,
         "epochs": epochs,
@@ -337,6 +376,7 @@ def training_config(model: str, epochs: int, data: DataConfig, recipe: Recipe) -
         "loader": data.loader,
         "augment": data.augment is not None,
         "recipe": asdict(recipe),
+        "precision": precision,
     }
 
 
@@ -431,28 +471,32 @@ class WeightAverage:
     It smooths out the last epochs' noise: the averaged copy is what gets evaluated and saved,
     while training goes on with the live weights and never reads it. The decay ramps up as
     min(decay, (1 + n) / (10 + n)) over the first n updates, so early on the average follows the
-    fast-changing weights instead of clinging to the random initial ones.
+    fast-changing weights instead of clinging to the random initial ones. The tensor pairs are
+    listed once, so an update is one fused `lerp` over all of them (plus a copy of BatchNorm's
+    batch counters), not a walk through two `state_dict`s every step.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay, self.updates = decay, 0
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values(), strict=True))
+        self._floats = [list(t) for t in zip(*[p for p in pairs if p[0].is_floating_point()], strict=True)]
+        self._counters = [list(t) for t in zip(*[p for p in pairs if not p[0].is_floating_point()], strict=True)]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self) -> None:
+        """Fold the live model's current weights into the average (call after every optimizer step)."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for avg, live in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
-            if avg.is_floating_point():
-                avg.lerp_(live, 1 - decay)
-            else:
-                avg.copy_(live)  # BatchNorm's batch counter
+        torch._foreach_lerp_(*self._floats, 1 - decay)
+        if self._counters:
+            torch._foreach_copy_(*self._counters)
 
     def state_dict(self) -> dict:
         return {"weights": self.module.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["weights"])
+        self.module.load_state_dict(state["weights"])  # copies into the listed tensors: the pairs stay valid
         self.updates = state["updates"]
 
 
@@ -474,30 +518,35 @@ def train(
     epoch: int = 1,
     progress: bool = True,
     average: WeightAverage | None = None,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """One epoch of training; returns mean loss and accuracy (%) over the epoch.
 
     Running sums stay on the device and are read only every LOG_EVERY batches, so the loop
     does not wait for the GPU after each step. A NaN/inf loss stops training with
-    NonFiniteLoss naming the first bad batch.
+    NonFiniteLoss naming the first bad batch. With precision "bf16" the forward pass runs
+    under bfloat16 autocast (weights, gradients and the optimizer stay float32).
     """
     model.train()
+    layout = memory_format(precision)
+
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
     seen = 0
     bar = tqdm(loader, total=len(loader), disable=not progress, desc=f"Epoch {epoch} Train", dynamic_ncols=True)
     for i, (x, y) in enumerate(bar):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = x.to(device, non_blocking=True).contiguous(memory_format=layout), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         loss.backward()
         optimizer.step()
         if batch_scheduler is not None:
             batch_scheduler.step()
         if average is not None:
-            average.update(model)
+            average.update()
         loss = loss.detach()
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
         loss_sum += loss * len(y)
@@ -543,39 +592,125 @@ def test(model: nn.Module, device: torch.device, loader, split: str = "test", ve
     return stats
 
 
-def run_epoch(
-    model: nn.Module,
-    device: torch.device,
-    train_loader,
-    eval_loader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    per_batch: bool,
-    epoch: int,
-    split: str = "test",
-    average: WeightAverage | None = None,
-    verbose: bool = True,
-) -> dict[str, float]:
-    """Train one epoch, evaluate (the weight average, if any), step an epoch-wise scheduler.
+@dataclass
+class Run:
+    """One training run: its model, weight average, optimizer, schedule, data and history so far.
 
-    Returns the history row of that epoch.
+    Built by `prepare` and trained by `fit`, the one path that `train.py`, `sweep.py`, `bench.py`
+    and the notebook all take, so a speed-up, a recipe field or a fix reaches every caller.
     """
-    start = time.perf_counter()
-    lr = optimizer.param_groups[0]["lr"]
-    batch_scheduler = scheduler if per_batch else None
-    tr = train(model, device, train_loader, optimizer, batch_scheduler, epoch, progress=verbose, average=average)
-    ev = test(average.module if average else model, device, eval_loader, split, verbose=verbose)
-    if not per_batch:
-        scheduler.step()
-    return {
+
+    model: nn.Module
+    average: WeightAverage | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    per_batch: bool  # OneCycle steps every batch, StepLR every epoch
+    train_loader: object
+    eval_loader: object
+    split: str  # "test" or "val"
+    device: torch.device
+    precision: str  # what training runs in: "bf16" or "fp32"
+    epochs: int
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The net whose accuracy is reported and saved: the weight average where the recipe keeps one."""
+        return self.average.module if self.average else self.model
+
+    def state_dict(self) -> dict:
+        """Everything the next epoch depends on, for an exact resume."""
+        return {
+            "epoch": len(self.history),
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "average": self.average.state_dict() if self.average else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng(self.train_loader),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.average:
+            self.average.load_state_dict(state["average"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"], self.train_loader)
+        self.history = list(state["history"])
+
+
+def prepare(
+    build: Callable[[], nn.Module],
+    recipe: Recipe,
+    data: DataConfig,
+    epochs: int,
+    device: torch.device,
+    precision: str = "auto",
+) -> Run:
+    """Seed, load the data, build the net, its optimizer and weight average: always in this order.
+
+    The order fixes which random numbers each part draws, so the same seed gives the same run
+    from every caller. `precision` is "auto" (the recipe's where the device runs it fast), "bf16"
+    or "fp32" (see `resolve_precision`).
+    """
+    trains_in = resolve_precision(recipe, device, precision)
+    seed_everything(data.seed)
+    train_loader, eval_loader, split = make_loaders(data, device)
+    model = build().to(device, memory_format=memory_format(trains_in))
+    optimizer, scheduler, per_batch = make_optimizer(model, recipe, epochs, len(train_loader))
+    average = weight_average(model, recipe)
+    return Run(
+        model, average, optimizer, scheduler, per_batch, train_loader, eval_loader, split, device, trains_in, epochs
+    )
+
+
+def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
+    """Train the next epoch, evaluate (the weight average, if any), step an epoch-wise scheduler.
+
+    Returns the history row of that epoch, already appended to `run.history`.
+    """
+    start, epoch = time.perf_counter(), len(run.history) + 1
+    lr = run.optimizer.param_groups[0]["lr"]
+    batch_scheduler = run.scheduler if run.per_batch else None
+    tr = train(
+        run.model,
+        run.device,
+        run.train_loader,
+        run.optimizer,
+        batch_scheduler,
+        epoch,
+        progress=verbose,
+        average=run.average,
+        precision=run.precision,
+    )
+    ev = test(run.evaluated, run.device, run.eval_loader, run.split, verbose=verbose)
+    if not run.per_batch:
+        run.scheduler.step()
+    row = {
         "epoch": epoch,
         "lr": lr,
         "train_loss": tr["loss"],
         "train_acc": tr["acc"],
-        f"{split}_loss": ev["loss"],
-        f"{split}_acc": ev["acc"],
+        f"{run.split}_loss": ev["loss"],
+        f"{run.split}_acc": ev["acc"],
         "time_s": time.perf_counter() - start,
     }
+    run.history.append(row)
+    return row
+
+
+def fit(run: Run, on_epoch: Callable[[Run, dict], None] | None = None, verbose: bool = True) -> list[dict]:
+    """Train the run's remaining epochs; after each, call `on_epoch(run, row)`.
+
+    The callback is where callers differ: train.py checkpoints, sweep.py reports to the pruner
+    (and may stop the run by raising), the notebook prints a line. Returns the whole history.
+    """
+    while len(run.history) < run.epochs:
+        row = run_epoch(run, verbose)
+        if on_epoch is not None:
+            on_epoch(run, row)
+    return run.history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -670,6 +805,38 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> dict:
             f"pass --model {state['model_name']} or another checkpoint"
         )
     return state
+
+
+WEIGHTS_SUFFIX = ".safetensors"  # results/<run>.safetensors: the evaluated net of a published run
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> dict:
+    """Save the net's weights alone (safetensors: no code runs on load), atomically; return file and SHA-256."""
+    from safetensors.torch import save
+
+    blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    atomic_write(path, lambda f: f.write(blob))
+    return {"file": Path(path).name, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, sha256: str | None = None) -> nn.Module:
+    """Load weights saved by `save_weights` into `model`, after checking the file's SHA-256 if given."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read weights {path}: {err.strerror or err}") from None
+    if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
+        raise UserError(f"{path} has changed: its SHA-256 differs from the one its run recorded")
+    try:
+        model.load_state_dict(load(blob))
+    except (SafetensorError, RuntimeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path} does not hold this net's weights: {first[:160]}") from None
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
