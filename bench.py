@@ -1,10 +1,17 @@
-"""Training throughput of the two data paths, measured in one process.
+"""Training speed, measured side by side in one process.
 
-    python bench.py                    # s6, batch 128 -> results/bench-<device>.json
+    python bench.py                              # s6, fast vs classic loader -> results/bench-loaders-<device>.json
+    python bench.py --compare --models s7_4k s6  # default path vs fp32 reference -> results/bench-<device>.json
+    python bench.py --compare --levers           # ... and each speed lever on its own, on a random batch
 
-Each loader trains the same model for a fixed number of batches after a warm-up, taken from one
-running epoch (as in training, so DataLoader worker start-up is not what is timed); the loaders
-alternate for several repeats and the median images/s of each is reported with the ratio.
+Every timing trains the net through `utils.prepare` and `utils.train`, as a real run does, for a
+fixed number of batches after a warm-up taken from one running epoch. The variants alternate for
+several repeats and the median of each is reported, so a noisy machine slows them all alike.
+
+`--compare` times, per model, the default path (the recipe's precision where the device runs it
+fast: bf16 autocast and channels-last on a CPU with bf16 instructions) against the fp32 eager
+path every run took before, which stays as `--precision fp32`. `--levers` adds the training step
+alone on a random batch in each combination of precision, memory layout and `torch.compile`.
 """
 
 import itertools
@@ -12,10 +19,11 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 
 from model import MODELS, get_model
 from train import OneLineParser, positive_int
@@ -27,15 +35,22 @@ from utils import (
     UserError,
     device_description,
     git_commit,
-    make_loaders,
-    make_optimizer,
     pick_device,
-    seed_everything,
+    prepare,
+    resolve_precision,
     train,
     versions,
     writable_dir,
     write_json,
 )
+
+LEVERS = {  # name -> (autocast to bf16, channels-last, torch.compile)
+    "fp32": (False, False, False),
+    "fp32 channels-last": (False, True, False),
+    "bf16": (True, False, False),
+    "bf16 channels-last": (True, True, False),
+    "bf16 channels-last compiled": (True, True, True),
+}
 
 
 class Batches:
@@ -51,61 +66,156 @@ class Batches:
         return itertools.islice(self.batches, self.n)
 
 
-def images_per_second(loader, model_name: str, device: torch.device, warmup: int, batches: int) -> float:
-    model = get_model(model_name).to(device)
-    optimizer, _, _ = make_optimizer(model, RECIPES[model_name], 1, len(loader))
-    running = iter(loader)
-    train(model, device, Batches(running, warmup), optimizer, progress=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    train(model, device, Batches(running, batches), optimizer, progress=False)  # ends with a device sync
-    return batches * loader.batch_size / (time.perf_counter() - start)
+def path_timer(model: str, data: DataConfig, device: torch.device, precision: str, warmup: int) -> Callable:
+    """A function that trains `n` more batches of one prepared run and returns seconds per batch."""
+    run = prepare(lambda: get_model(model), RECIPES[model], data, 1, device, precision)
+    batches = iter_forever(run.train_loader)
+
+    def step(n: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        loader = Batches(batches, n)
+        train(
+            run.model, device, loader, run.optimizer, None, progress=False, average=run.average, precision=run.precision
+        )
+        return (time.perf_counter() - start) / n  # train() ends by reading its sums: a device sync
+
+    step(warmup)
+    return step
+
+
+def iter_forever(loader) -> Iterator:
+    """Batches of epoch after epoch, so a timing never runs off the end of one."""
+    while True:
+        yield from loader
+
+
+def lever_timer(model: str, batch_size: int, device: torch.device, lever: str, warmup: int) -> Callable:
+    """The bare training step of `model` on one random batch, with one combination of the levers."""
+    bf16, channels_last, compiled = LEVERS[lever]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    net = get_model(model).to(device, memory_format=layout)
+    forward = torch.compile(net) if compiled else net
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+
+    def step(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(forward(x), y)
+            loss.backward()
+            optimizer.step()
+        loss.item()
+        return (time.perf_counter() - start) / n
+
+    step(warmup)
+    return step
+
+
+def alternate(timers: dict[str, Callable], batches: int, repeats: int, label: str) -> dict[str, list[float]]:
+    """Seconds per batch of each timer, taking turns `repeats` times."""
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    for repeat, (name, timer) in itertools.product(range(repeats), timers.items()):
+        times[name].append(timer(batches))
+        print(f"{label} repeat {repeat + 1}/{repeats}  {name:28s} {1000 * times[name][-1]:8.2f} ms/batch", flush=True)
+    return times
+
+
+def compare(args, device: torch.device) -> dict:
+    """Per model: the default path against the fp32 reference (and, with --levers, the bare levers)."""
+    results = {}
+    for model in args.models:
+        recipe = RECIPES[model]
+        data = DataConfig(args.data_dir, recipe.batch_size, augment=recipe.augment)
+        paths = {p: path_timer(model, data, device, p, args.warmup) for p in ("fp32", "auto")}
+        times = alternate(paths, args.batches, args.repeats, model)
+        median = {p: statistics.median(t) for p, t in times.items()}
+        entry = {
+            "batch_size": recipe.batch_size,
+            "default_precision": resolve_precision(recipe, device),
+            "ms_per_batch": {p: [1000 * s for s in t] for p, t in times.items()},
+            "median_ms_per_batch": {p: 1000 * m for p, m in median.items()},
+            "speedup": median["fp32"] / median["auto"],
+        }
+        if args.levers:
+            timers = {lever: lever_timer(model, recipe.batch_size, device, lever, args.warmup) for lever in LEVERS}
+            lever_times = alternate(timers, args.batches, args.repeats, f"{model} step")
+            entry["levers_median_ms_per_batch"] = {k: 1000 * statistics.median(v) for k, v in lever_times.items()}
+        results[model] = entry
+    return results
+
+
+def loaders(args, device: torch.device) -> dict:
+    """Images/s of the fast (on-device) and the classic (torchvision DataLoader) loader, same model and path."""
+    recipe = RECIPES[args.model]
+    batch_size = args.batch_size or recipe.batch_size
+    data = DataConfig(args.data_dir, batch_size, augment=recipe.augment)
+    timers = {kind: path_timer(args.model, replace(data, loader=kind), device, "auto", args.warmup) for kind in LOADERS}
+    times = alternate(timers, args.batches, args.repeats, args.model)
+    rates = {kind: [batch_size / s for s in t] for kind, t in times.items()}
+    median = {kind: statistics.median(r) for kind, r in rates.items()}
+    return {
+        "model": args.model,
+        "batch_size": batch_size,
+        "images_per_s": rates,
+        "median_images_per_s": median,
+        "fast_over_classic": median["fast"] / median["classic"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = OneLineParser(description="Images/s of the fast and classic loaders.")
-    p.add_argument("--model", default="s6", choices=list(MODELS))
-    p.add_argument("--batch-size", type=positive_int, help="default: the model's recipe")
+    p = OneLineParser(description="Training speed, measured side by side in one process.")
+    p.add_argument("--compare", action="store_true", help="default path against the fp32 reference, per model")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), help="with --compare (default: every budgeted net)")
+    p.add_argument("--levers", action="store_true", help="with --compare: also each speed lever on its own")
+    p.add_argument("--model", default="s6", choices=list(MODELS), help="the loader comparison's model")
+    p.add_argument("--batch-size", type=positive_int, help="the loader comparison's batch (default: the recipe's)")
     p.add_argument("--warmup", type=positive_int, default=10, help="batches before timing starts")
     p.add_argument("--batches", type=positive_int, default=80, help="timed batches per repeat")
     p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--data-dir", default=DATA_DIR, help="folder holding MNIST/raw (default: $MNIST_ROOT or ./data)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", default="results")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.models = args.models or [name for name, spec in MODELS.items() if spec.budget]
     try:
         device = pick_device(args.device)
         out = writable_dir(args.out)
-        seed_everything(0)
-        recipe = RECIPES[args.model]
-        args.batch_size = args.batch_size or recipe.batch_size
-        data = DataConfig(root=args.data_dir, batch_size=args.batch_size, augment=recipe.augment)
-        loaders = {kind: make_loaders(replace(data, loader=kind), device)[0] for kind in LOADERS}
+        result = {"compare": compare(args, device)} if args.compare else loaders(args, device)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    rates: dict[str, list[float]] = {kind: [] for kind in LOADERS}
-    for repeat, kind in itertools.product(range(args.repeats), LOADERS):
-        rates[kind].append(images_per_second(loaders[kind], args.model, device, args.warmup, args.batches))
-        print(f"repeat {repeat + 1}/{args.repeats}  {kind:8s} {rates[kind][-1]:8.0f} images/s")
-    median = {kind: statistics.median(r) for kind, r in rates.items()}
-    ratio = median["fast"] / median["classic"]
-    print(
-        f"median: fast {median['fast']:.0f} images/s, classic {median['classic']:.0f} images/s, "
-        f"fast/classic = {ratio:.2f}x on {device_description(device)}"
-    )
-
-    result = {
+    header = {
         "command": shlex.join(["python", "bench.py", *argv]), "git_commit": git_commit(), "versions": versions(),
-        "device": device_description(device), "model": args.model, "batch_size": args.batch_size,
-        "warmup_batches": args.warmup, "timed_batches": args.batches, "repeats": args.repeats,
-        "images_per_s": rates, "median_images_per_s": median, "fast_over_classic": ratio,
+        "device": device_description(device), "warmup_batches": args.warmup, "timed_batches": args.batches,
+        "repeats": args.repeats,
     }  # fmt: skip
-    path = out / f"bench-{device.type}.json"
-    write_json(path, result)
+    if args.compare:
+        for model, r in result["compare"].items():
+            m = r["median_ms_per_batch"]
+            print(
+                f"{model:8s} batch {r['batch_size']:3d}: fp32 reference {m['fp32']:6.2f} ms, "
+                f"default ({r['default_precision']}) {m['auto']:6.2f} ms per batch: {r['speedup']:.2f}×"
+            )
+        path = out / f"bench-{device.type}.json"
+    else:
+        m = result["median_images_per_s"]
+        print(
+            f"median: fast {m['fast']:.0f} images/s, classic {m['classic']:.0f} images/s, "
+            f"fast/classic = {result['fast_over_classic']:.2f}x on {device_description(device)}"
+        )
+        path = out / f"bench-loaders-{device.type}.json"
+    write_json(path, {**header, **result})
     print(f"written to {path}")
     return 0
 

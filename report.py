@@ -47,7 +47,8 @@ GOALS = {  # parameter budget -> what the net that holds it must show
     3_000: Goal(4),  # the moonshot
 }
 FRONTIER = (8_000, 5_000, 4_000, 3_000)  # the budgets whose net and recipe a sweep.py study chose
-ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a searched net trains in 5 minutes
+ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a published net trains in 5 minutes
+SPEEDUP_GOALS = {"s6": 1.5, "s7_8k": 2.0, "s7_4k": 2.0, "s7_3k": 2.0}  # training step, default path over fp32
 SUPERSEDED = HERE / "results" / "superseded"  # a folder per generation of designs whose names now mean newer nets
 STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
 
@@ -443,29 +444,67 @@ def fill(template: str, facts: dict) -> str:
         return "—"
 
 
-def speed(folder: Path = HERE / "results") -> str:
-    """Loader benchmark (bench.py) and the wall time of the full s7_8k run, against their targets."""
+def loader_table(folder: Path) -> str:
+    """bench.py: images/s of the on-device loader against the classic DataLoader, same model and path."""
     lines = []
-    for path in sorted(folder.glob("bench-*.json")):
+    for path in sorted(folder.glob("bench-loaders-*.json")):
         b = json.loads(path.read_text())
         m = b["median_images_per_s"]
         target = " (target ≥ 1.3×: " + ("met" if b["fast_over_classic"] >= 1.3 else "**missed**") + ")"
         lines.append(
             f"| {b['device']} | `{b['model']}` | {b['batch_size']} | {m['fast']:,.0f} | {m['classic']:,.0f} "
-            f"| {b['fast_over_classic']:.2f}×{target if path.stem == 'bench-cpu' else ''} "
+            f"| {b['fast_over_classic']:.2f}×{target if path.stem == 'bench-loaders-cpu' else ''} "
             f"| median of {b['repeats']} × {b['timed_batches']} batches |"
         )
-    table = "_No benchmark yet: run `python bench.py`._"
-    if lines:
-        head = "| device | model | batch | fast images/s | classic images/s | fast / classic | evidence |"
-        table = "\n".join([head, "|---|---|---|---|---|---|---|", *lines])
-    return table + "\n\n" + full_run_times(load_runs(folder))
+    if not lines:
+        return "_No loader benchmark yet: run `python bench.py`._"
+    head = "| device | model | batch | fast images/s | classic images/s | fast / classic | evidence |"
+    return "\n".join([head, "|---|---|---|---|---|---|---|", *lines])
+
+
+def step_table(folder: Path) -> str:
+    """bench.py --compare: ms per training batch on the default path against the fp32 reference, per model."""
+    lines, levers = [], []
+    for path in sorted(folder.glob("bench-*.json")):
+        b = json.loads(path.read_text())
+        for model, r in b.get("compare", {}).items():
+            m, goal = r["median_ms_per_batch"], SPEEDUP_GOALS.get(model)
+            verdict = f" (goal ≥ {goal}×: {'met' if r['speedup'] >= goal else '**missed**'})" if goal else ""
+            lines.append(
+                f"| {b['device']} | `{model}` | {r['batch_size']} | {m['fp32']:.1f} | {m['auto']:.1f} "
+                f"({r['default_precision']}) | {r['speedup']:.2f}×{verdict} "
+                f"| median of {b['repeats']} × {b['timed_batches']} batches, alternating |"
+            )
+            if "levers_median_ms_per_batch" in r:
+                cells = " | ".join(f"{ms:.1f}" for ms in r["levers_median_ms_per_batch"].values())
+                levers.append((list(r["levers_median_ms_per_batch"]), f"| {b['device']} | `{model}` | {cells} |"))
+    if not lines:
+        return "_No step benchmark yet: run `python bench.py --compare`._"
+    head = "| device | model | batch | fp32 reference, ms/batch | default path, ms/batch | speed-up | evidence |"
+    table = "\n".join([head, "|---|---|---|---|---|---|---|", *lines])
+    if levers:
+        names = levers[0][0]
+        table += (
+            "\n\nEach lever alone (`--levers`: the bare training step on one random batch, ms per batch):\n\n"
+            + "| device | model | "
+            + " | ".join(names)
+            + " |\n|"
+            + "---|" * (len(names) + 2)
+            + "\n"
+            + "\n".join(row for _, row in levers)
+        )
+    return table
+
+
+def speed(folder: Path = HERE / "results") -> str:
+    """The step and loader benchmarks (bench.py) and the wall time of full runs made alone, against their goals."""
+    return "\n\n".join([step_table(folder), loader_table(folder), full_run_times(load_runs(folder))])
 
 
 def full_run_times(runs: list[dict]) -> str:
-    """Wall time of each searched net's full 15-epoch train.py run, data loading included, against 5 minutes."""
+    """Wall time of each published net's fastest full train.py run made alone, data loading included, against 5 min."""
     rows = []
-    for model in searched_nets():
+    for model in dict.fromkeys(r["model"] for r in runs):
         alone = [r for r in runs if r["model"] == model and r["device"] == ALONE]
         if not alone:
             continue
@@ -478,10 +517,10 @@ def full_run_times(runs: list[dict]) -> str:
             f"({verdict}) | `{run['command']}` | {median} |"
         )
     if not rows:
-        return "_No full run of a searched net on the 2-core CPU yet._"
+        return "_No full run made alone on the 2-core CPU yet._"
     head = (
         f"| model | params | batch | full 15-epoch run on {ALONE}, alone (≤ 5 min) | command "
-        "| median of its other runs (1 thread each, sharing the CPU) |\n|---|---|---|---|---|---|"
+        "| median of its other runs (sharing the CPU) |\n|---|---|---|---|---|---|"
     )
     return "\n".join([head, *rows])
 

@@ -1,29 +1,64 @@
 """Execute S6_part2.ipynb top to bottom, headless, and save it with its outputs.
 
-    python run_notebook.py                                   # the full run, saved in place
-    python run_notebook.py --set EPOCHS=1 SUBSET=512 --output /tmp/smoke.ipynb
+    python run_notebook.py                                   # the full run, saved in place when it finishes
+    python run_notebook.py --set EPOCHS=1 SUBSET=512         # a smoke run, saved to S6_part2.smoke.ipynb
 
-`--set` adds a cell after the parameters cell that overrides them (as papermill does). Progress
+`--set` adds a cell after the parameters cell that overrides them (as papermill does); each value
+is a Python literal and each name must be one of the parameters. A run with `--set` is a smoke
+run: it never replaces the committed notebook unless `--output` names it. The notebook is written
+only when every cell ran; a failed run is saved beside it as `*.failed.ipynb` for reading. Progress
 bars are stored as their final state, so the saved notebook reads like a clean log on GitHub.
 """
 
-import argparse
+import ast
+import contextlib
+import re
 import sys
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+from train import OneLineParser, positive_int
+from utils import UserError, atomic_write, first_line
 
 HERE = Path(__file__).parent
 NOTEBOOK = HERE / "S6_part2.ipynb"
+SMOKE = HERE / "S6_part2.smoke.ipynb"
+ASSIGNMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*$", re.S)
+
+
+def parameters_cell(nb: nbformat.NotebookNode) -> int:
+    return next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+
+
+def parameter_names(nb: nbformat.NotebookNode) -> list[str]:
+    """The names the parameters cell assigns: the only ones --set may change."""
+    tree = ast.parse(nb.cells[parameters_cell(nb)].source)
+    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
+
+
+def check_assignments(nb: nbformat.NotebookNode, assignments: list[str]) -> None:
+    """Each --set is NAME=VALUE with a known NAME and a Python literal VALUE, or a UserError says which is not."""
+    known = parameter_names(nb)
+    for text in assignments:
+        match = ASSIGNMENT.match(text)
+        if not match:
+            raise UserError(f"--set takes NAME=VALUE, got '{text}'")
+        name, value = match.groups()
+        if name not in known:
+            raise UserError(f"--set {name}: not a parameter of the notebook; known: {', '.join(known)}")
+        try:
+            ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise UserError(f"--set {name}: '{value}' is not a Python literal (quote strings: {name}='...')") from None
 
 
 def inject_parameters(nb: nbformat.NotebookNode, assignments: list[str]) -> None:
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     cell = nbformat.v4.new_code_cell("# Injected by run_notebook.py --set\n" + "\n".join(assignments))
     cell.metadata["tags"] = ["injected-parameters"]
-    nb.cells.insert(index + 1, cell)
+    nb.cells.insert(parameters_cell(nb) + 1, cell)
 
 
 def final_frames(text: str) -> str:
@@ -52,30 +87,60 @@ def tidy_streams(nb: nbformat.NotebookNode) -> None:
             cell.outputs = merged
 
 
+def failed_path(output: Path) -> Path:
+    return output.with_name(output.name.removesuffix(".ipynb") + ".failed.ipynb")
+
+
+def save(nb: nbformat.NotebookNode, path: Path) -> None:
+    atomic_write(path, lambda f: f.write(nbformat.writes(nb).encode()))
+
+
 def execute(assignments: list[str], output: Path, timeout: int = 3600) -> nbformat.NotebookNode:
+    """Run the notebook; save it to `output` only if every cell ran (a failed run goes to *.failed.ipynb)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    check_assignments(nb, assignments)
     if assignments:
         inject_parameters(nb, assignments)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}})
     try:
         client.execute()
-    finally:
+    except BaseException:
         tidy_streams(nb)
-        nbformat.write(nb, output)
+        with contextlib.suppress(OSError):
+            save(nb, failed_path(output))
+        raise
+    tidy_streams(nb)
+    save(nb, output)
     return nb
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override parameters (Python literals)")
-    p.add_argument("--output", type=Path, default=NOTEBOOK, help="where to save the executed notebook")
+    p.add_argument(
+        "--output",
+        type=Path,
+        help=f"where to save the executed notebook (default: {NOTEBOOK.name}; {SMOKE.name} with --set)",
+    )
+    p.add_argument("--timeout", type=positive_int, default=3600, help="seconds a cell may run")
     args = p.parse_args(argv)
+    output = args.output or (SMOKE if args.set else NOTEBOOK)
     try:
-        execute(args.set, args.output)
+        if not output.parent.is_dir():
+            raise UserError(f"--output: folder {output.parent} does not exist")
+        execute(args.set, output, args.timeout)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except CellExecutionError as err:
-        print(f"error: a cell failed; see the saved notebook {args.output}\n{str(err)[-2000:]}", file=sys.stderr)
+        last = [line for line in str(err).strip().splitlines() if line.strip()][-1:] or ["a cell failed"]
+        print(f"error: a cell failed ({last[0][:200]}); {output.name} left as it was; see {failed_path(output)}",
+              file=sys.stderr)  # fmt: skip
         return 1
-    print(f"executed notebook saved to {args.output}")
+    except (DeadKernelError, RuntimeError, OSError) as err:  # no kernel, a crashed kernel, an unwritable folder
+        print(f"error: the notebook could not run: {first_line(err)}", file=sys.stderr)
+        return 2
+    print(f"executed notebook saved to {output}")
     return 0
 
 

@@ -41,15 +41,14 @@ from utils import (
     Augment,
     DataConfig,
     Recipe,
+    Run,
     UserError,
+    fit,
     git_commit,
     make_loaders,
-    make_optimizer,
     pick_device,
-    run_epoch,
-    seed_everything,
+    prepare,
     versions,
-    weight_average,
     writable_dir,
     write_json,
 )
@@ -113,34 +112,20 @@ def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.devic
         trial.set_user_attr("rejected", f"{params:,} parameters, budget < {args.budget:,}")
         raise optuna.TrialPruned("over budget")
 
-    seed_everything(TRIAL_SEED)
     data = DataConfig(
         args.data_dir, recipe.batch_size, subset=args.subset, val=args.val, augment=recipe.augment, seed=TRIAL_SEED
     )
-    train_loader, val_loader, split = make_loaders(data, device)
-    model = Net(layers, dropout).to(device)  # built again after seeding, as train.py builds it
-    optimizer, scheduler, per_batch = make_optimizer(model, recipe, args.epochs, len(train_loader))
-    average = weight_average(model, recipe)
-    accs = []
-    for epoch in range(1, args.epochs + 1):
-        row = run_epoch(
-            model,
-            device,
-            train_loader,
-            val_loader,
-            optimizer,
-            scheduler,
-            per_batch,
-            epoch,
-            split,
-            average,
-            verbose=False,
-        )
-        accs.append(row["val_acc"])
+    run = prepare(lambda: Net(layers, dropout), recipe, data, args.epochs, device)
+    trial.set_user_attr("precision", run.precision)
+
+    def report(run: Run, row: dict) -> None:
+        accs = [h["val_acc"] for h in run.history]
         trial.set_user_attr("val_acc", accs)
-        trial.report(row["val_acc"], epoch)
+        trial.report(row["val_acc"], row["epoch"])
         if trial.should_prune() and "asked_for" not in trial.user_attrs:
-            raise optuna.TrialPruned(f"epoch {epoch}: {row['val_acc']:.2f} % is below the median")
+            raise optuna.TrialPruned(f"epoch {row['epoch']}: {row['val_acc']:.2f} % is below the median")
+
+    accs = [h["val_acc"] for h in fit(run, on_epoch=report, verbose=False)]
     return min(accs[-3:])
 
 

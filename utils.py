@@ -117,6 +117,11 @@ class UserError(Exception):
     """A problem the user can fix (bad flag, missing data, damaged file): shown as one line."""
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (or its type's name), for a one-line error."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:limit]
+
+
 # ---------------------------------------------------------------------------------------------
 # Device and seeding
 # ---------------------------------------------------------------------------------------------
@@ -225,9 +230,8 @@ def _download(root: Path) -> None:
         for p in reversed(made):
             with contextlib.suppress(OSError):
                 p.rmdir()
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded ({reason[:120]}); "
+            f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded ({first_line(err, 120)}); "
             "pass --data-dir with a folder that holds MNIST/raw"
         ) from None
 
@@ -791,9 +795,8 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> dict:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UserError(
-            f"{path} is not a loadable checkpoint (damaged, or holds more than tensors): {first[:160]}"
+            f"{path} is not a loadable checkpoint (damaged, or holds more than tensors): {first_line(err)}"
         ) from None
     if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
         raise UserError(
@@ -834,8 +837,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, sha256: str | None =
     try:
         model.load_state_dict(load(blob))
     except (SafetensorError, RuntimeError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"{path} does not hold this net's weights: {first[:160]}") from None
+        raise UserError(f"{path} does not hold this net's weights: {first_line(err)}") from None
     return model
 
 

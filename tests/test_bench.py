@@ -12,13 +12,30 @@ def test_bench_times_both_loaders_and_writes_its_json(synthetic_root, tmp_path, 
     argv = ["--model", "s7_8k", "--batch-size", "32", "--warmup", "1", "--batches", "3", "--repeats", "2",
             "--data-dir", str(synthetic_root), "--out", str(tmp_path), "--device", "cpu"]  # fmt: skip
     assert bench.main(argv) == 0
-    result = json.loads((tmp_path / "bench-cpu.json").read_text())
+    result = json.loads((tmp_path / "bench-loaders-cpu.json").read_text())
     assert result["command"] == "python bench.py " + " ".join(argv)
     assert set(result["images_per_s"]) == {"fast", "classic"}
     assert all(len(rates) == 2 and min(rates) > 0 for rates in result["images_per_s"].values())
     median = result["median_images_per_s"]
     assert result["fast_over_classic"] == median["fast"] / median["classic"]
     assert "fast/classic" in capsys.readouterr().out
+
+
+def test_compare_prints_one_line_per_model_ending_in_its_speedup(synthetic_root, tmp_path, capsys):
+    argv = ["--compare", "--models", "s7_3k", "s7_8k", "--levers", "--warmup", "1", "--batches", "2", "--repeats", "2",
+            "--data-dir", str(synthetic_root), "--out", str(tmp_path), "--device", "cpu"]  # fmt: skip
+    assert bench.main(argv) == 0
+    result = json.loads((tmp_path / "bench-cpu.json").read_text())["compare"]
+    assert list(result) == ["s7_3k", "s7_8k"]
+    for entry in result.values():
+        median = entry["median_ms_per_batch"]
+        assert entry["speedup"] == median["fp32"] / median["auto"] and all(
+            len(t) == 2 for t in entry["ms_per_batch"].values()
+        )
+        assert set(entry["levers_median_ms_per_batch"]) == set(bench.LEVERS)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "per batch:" in line]
+    assert [line.split()[0] for line in lines] == ["s7_3k", "s7_8k"]
+    assert all(line.endswith(f"{result[line.split()[0]]['speedup']:.2f}×") for line in lines)
 
 
 @pytest.mark.parametrize(("flags", "message"), [(["--batch-size", "0"], "--batch-size"), (["--model", "x"], "--model")])

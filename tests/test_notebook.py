@@ -5,7 +5,9 @@ import json
 import nbformat
 
 import run_notebook
+import train as train_script
 from model import count_parameters, get_model
+from report import epoch_metrics
 
 
 def test_notebook_runs_headless_in_smoke_mode(synthetic_root, tmp_path):
@@ -24,3 +26,9 @@ def test_notebook_runs_headless_in_smoke_mode(synthetic_root, tmp_path):
         assert (tmp_path / "images" / f"{name}.png").stat().st_size > 10_000
     record = json.loads((tmp_path / "results" / "notebook-s7_8k-seed0.json").read_text())
     assert [e["epoch"] for e in record["epochs"]] == [1, 2] and record["command"] == "S6_part2.ipynb"
+
+    # the same run from the command line: one training path, so the same numbers epoch for epoch
+    cli = ["--model", "s7_8k", "--epochs", "2", "--subset", "256", "--data-dir", str(synthetic_root)]
+    assert train_script.main([*cli, "--out", str(tmp_path / "cli")]) == 0
+    by_cli = json.loads((tmp_path / "cli" / "s7_8k-seed0-subset256.json").read_text())
+    assert epoch_metrics(record) == epoch_metrics(by_cli) and record["config"] == by_cli["config"]

@@ -13,23 +13,22 @@ import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
 from model import count_parameters, get_model
 from report import epoch_metrics
-from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, seed_everything
+from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, prepare, seed_everything
 
 LEARNER = "s7_4k"  # the frontier's headline net, trained with its searched recipe
 MIN_ONE_EPOCH = 85.0  # % test accuracy after one epoch, mean of two seeds (chance is 10 %)
 
 
 def one_epoch_test_accuracy(root, loader: str, seed: int) -> float:
+    """The live weights after the first of 15 epochs (the weight average still holds the random start)."""
     recipe = RECIPES[LEARNER]
-    seed_everything(seed)
     device = torch.device("cpu")
     data = DataConfig(str(root), recipe.batch_size, loader=loader, augment=recipe.augment, seed=seed)
-    train_loader, test_loader, split = make_loaders(data, device)
-    assert split == "test"
-    model = get_model(LEARNER)
-    optimizer, scheduler, per_batch = make_optimizer(model, recipe, 15, len(train_loader))
-    utils.train(model, device, train_loader, optimizer, scheduler if per_batch else None, progress=False)
-    return utils.test(model, device, test_loader)["acc"]
+    run = prepare(lambda: get_model(LEARNER), recipe, data, 15, device)
+    assert run.split == "test"
+    scheduler = run.scheduler if run.per_batch else None
+    utils.train(run.model, device, run.train_loader, run.optimizer, scheduler, progress=False, precision=run.precision)
+    return utils.test(run.model, device, run.eval_loader)["acc"]
 
 
 @pytest.mark.parametrize("loader", ["fast", "classic"])
@@ -57,7 +56,11 @@ def test_non_finite_loss_names_epoch_and_batch(synthetic_root):
 
 
 def test_weight_average_is_an_ema_with_a_warm_up_that_training_never_reads(synthetic_root):
-    """Live weights train exactly as without the average; the average is the EMA of them, decay ramping up."""
+    """Live weights train exactly as without the average; the average is the EMA of them, decay ramping up.
+
+    The expected average is computed here tensor by tensor with `torch.lerp` and must equal the
+    fused update bit for bit; it is also checked against the textbook d * a + (1 - d) * live in float64.
+    """
     device = torch.device("cpu")
     recipe = RECIPES["s7_4k"]
     runs = {}
@@ -68,19 +71,23 @@ def test_weight_average_is_an_ema_with_a_warm_up_that_training_never_reads(synth
         optimizer, _, _ = make_optimizer(model, recipe, 1, len(loader))
         average = utils.weight_average(model, replace(recipe, ema=decay))
         expected = {k: v.clone() for k, v in model.state_dict().items()}
+        textbook = {k: v.double() for k, v in expected.items()}
         for n, (x, y) in enumerate(loader, start=1):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
             if average:
-                average.update(model)
+                average.update()
                 d = min(decay, (1 + n) / (10 + n))
                 for k, live in model.state_dict().items():
-                    expected[k] = d * expected[k] + (1 - d) * live if live.is_floating_point() else live.clone()
+                    floating = live.is_floating_point()
+                    expected[k] = torch.lerp(expected[k], live, 1 - d) if floating else live.clone()
+                    textbook[k] = d * textbook[k] + (1 - d) * live.double() if floating else live.double()
         runs[decay] = model.state_dict()
     assert average.updates == len(loader) == 4
     averaged = average.module.state_dict()
-    assert all(torch.allclose(averaged[k].double(), expected[k].double(), atol=1e-6) for k in expected)
+    assert all(averaged[k].equal(expected[k]) for k in expected)
+    assert all(torch.allclose(averaged[k].double(), textbook[k], atol=1e-6) for k in expected)
     assert not averaged["0.1.weight"].equal(runs[0.9]["0.1.weight"])  # BatchNorm weights: averaged, not copied
     assert averaged["0.1.num_batches_tracked"] == runs[0.9]["0.1.num_batches_tracked"] == 4
     assert all(runs[0.0][k].equal(runs[0.9][k]) for k in runs[0.0])
