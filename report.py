@@ -4,20 +4,20 @@ python report.py          # rewrite the generated blocks of README.md and images
 python report.py --check  # exit 1 if README.md is out of date with results/
 """
 
-import argparse
 import functools
 import json
 import re
 import statistics
 import sys
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from model import MODELS, count_parameters, get_model
-from utils import RECIPES, format_rf_table, receptive_field_table, recipe_from_dict
+from train import OneLineParser
+from utils import RECIPES, UserError, first_line, format_rf_table, receptive_field_table, recipe_from_dict
 
 HERE = Path(__file__).parent
 TARGET = 99.4  # % test accuracy, on the final epoch and on each of the last 3
@@ -51,11 +51,27 @@ ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a publis
 SPEEDUP_GOALS = {"s6": 1.5, "s7_8k": 2.0, "s7_4k": 2.0, "s7_3k": 2.0}  # training step, default path over fp32
 SUPERSEDED = HERE / "results" / "superseded"  # a folder per generation of designs whose names now mean newer nets
 STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
+PRECISION = STUDIES / "precision"  # the same recipe and seeds trained in bf16 and in fp32, scored on validation
+
+
+def read_json(path: Path, keys: Iterable[str] = ()) -> dict:
+    """A results file, or a UserError naming it: unreadable, not JSON, or missing the keys its kind must have."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {path}: {first_line(err)}") from None
+    missing = sorted(set(keys) - set(data)) if isinstance(data, dict) else sorted(keys) or ["an object"]
+    if missing:
+        raise UserError(f"{path} is not a results file of this kind: it lacks {', '.join(missing)}")
+    return data
+
+
+RUN_KEYS = ("model", "params", "budget", "seed", "device", "config", "eval_split", "train_time_s", "epochs")
 
 
 def load_runs(folder: Path = HERE / "results") -> list[dict]:
     """Published runs, sorted by model (story order) and seed."""
-    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if PUBLISHED.match(p.name)]
+    runs = [read_json(p, RUN_KEYS) for p in sorted(folder.glob("*.json")) if PUBLISHED.match(p.name)]
     runs = [r for r in runs if r.get("eval_split") == "test" and len(r["epochs"]) == r["config"]["epochs"]]
     rank = {m: i for i, m in enumerate(MODELS)}
     return sorted(runs, key=lambda r: (rank.get(r["model"], len(rank)), -(r["budget"] or 0), r["model"], r["seed"]))
@@ -161,7 +177,7 @@ def summary_table(summary: dict[str, dict]) -> str:
 def study(budget: int) -> dict | None:
     """sweep.py's exported study of a budget, or None where the budget's net was set up front (read once)."""
     path = STUDIES / f"budget-{budget}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path, ("trials", "best")) if path.exists() else None
 
 
 @functools.cache
@@ -180,7 +196,8 @@ def holder(budget: int) -> str | None:
             best["layers"],
             best["suggested"]["dropout"],
         ):
-            if RECIPES[name] == recipe_from_dict(best["recipe"]):
+            chosen = recipe_from_dict(best["recipe"])  # precision is decided apart: see precision_table()
+            if replace(RECIPES[name], precision=chosen.precision) == chosen:
                 return name
     return None
 
@@ -333,7 +350,7 @@ def validation_runs(model: str, folder: Path = SUPERSEDED / "hand-designed" / "v
     """The single validation runs behind the superseded s7_5k's schedule: schedule, lr, final accuracy."""
     parts = []
     for path in sorted(folder.glob(f"*/{model.partition(' ')[0]}-*.json")):
-        run = json.loads(path.read_text())
+        run = read_json(path, RUN_KEYS)
         recipe, accs = run["config"]["recipe"], [e["val_acc"] for e in run["epochs"]]
         last3 = min(accs[-3:])
         parts.append(
@@ -448,7 +465,7 @@ def loader_table(folder: Path) -> str:
     """bench.py: images/s of the on-device loader against the classic DataLoader, same model and path."""
     lines = []
     for path in sorted(folder.glob("bench-loaders-*.json")):
-        b = json.loads(path.read_text())
+        b = read_json(path, ("device", "model", "batch_size", "median_images_per_s", "fast_over_classic"))
         m = b["median_images_per_s"]
         target = " (target ≥ 1.3×: " + ("met" if b["fast_over_classic"] >= 1.3 else "**missed**") + ")"
         lines.append(
@@ -466,7 +483,7 @@ def step_table(folder: Path) -> str:
     """bench.py --compare: ms per training batch on the default path against the fp32 reference, per model."""
     lines, levers = [], []
     for path in sorted(folder.glob("bench-*.json")):
-        b = json.loads(path.read_text())
+        b = read_json(path, ("device", "repeats", "timed_batches"))
         for model, r in b.get("compare", {}).items():
             m, goal = r["median_ms_per_batch"], SPEEDUP_GOALS.get(model)
             verdict = f" (goal ≥ {goal}×: {'met' if r['speedup'] >= goal else '**missed**'})" if goal else ""
@@ -496,9 +513,51 @@ def step_table(folder: Path) -> str:
     return table
 
 
+def precision_trials(folder: Path = PRECISION) -> dict[str, dict[str, dict[int, float]]]:
+    """model -> precision -> seed -> validation score (lowest of the last 3 epochs) of the bf16-vs-fp32 runs."""
+    trials: dict[str, dict[str, dict[int, float]]] = {}
+    for path in sorted(folder.glob("*/*-val*.json")):
+        run = read_json(path, RUN_KEYS)
+        score = min(e["val_acc"] for e in run["epochs"][-3:])
+        trials.setdefault(run["model"], {}).setdefault(run["config"]["precision"], {})[run["seed"]] = score
+    return trials
+
+
+def within_noise(scores: dict[str, dict[int, float]]) -> bool:
+    """bf16 keeps accuracy: its mean score is no lower than fp32's by more than the larger seed-to-seed spread."""
+    bf16, fp32 = (list(scores.get(p, {}).values()) for p in ("bf16", "fp32"))
+    if min(len(bf16), len(fp32)) < 3:
+        return False
+    spread = max(statistics.stdev(bf16), statistics.stdev(fp32))
+    return statistics.mean(bf16) >= statistics.mean(fp32) - spread
+
+
+def precision_table(folder: Path = PRECISION) -> str:
+    """The validation evidence behind training in bf16: the same recipe and seeds in both precisions."""
+    rows = []
+    for model, scores in precision_trials(folder).items():
+        for precision in ("fp32", "bf16"):
+            by_seed = scores.get(precision, {})
+            if not by_seed:
+                continue
+            values = list(by_seed.values())
+            spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+            rows.append(
+                f"| `{model}` | {precision} | {', '.join(str(s) for s in by_seed)} | "
+                f"{', '.join(f'{v:.2f}' for v in values)} | {statistics.mean(values):.2f}{spread} % |"
+            )
+        verdict = "unchanged within noise" if within_noise(scores) else "**not shown to be unchanged**"
+        rows.append(f"| `{model}` | bf16 against fp32 | | | {verdict} |")
+    if not rows:
+        return "_No precision comparison on validation yet._"
+    head = "| model | precision | seeds | validation score per seed | mean ± std |\n|---|---|---|---|---|"
+    return "\n".join([head, *rows])
+
+
 def speed(folder: Path = HERE / "results") -> str:
     """The step and loader benchmarks (bench.py) and the wall time of full runs made alone, against their goals."""
-    return "\n\n".join([step_table(folder), loader_table(folder), full_run_times(load_runs(folder))])
+    tables = [step_table(folder), loader_table(folder), full_run_times(load_runs(folder))]
+    return "\n\n".join([*tables, "Training in bf16, on the validation split:", precision_table()])
 
 
 def full_run_times(runs: list[dict]) -> str:
@@ -539,7 +598,7 @@ def notebook_run(folder: Path = HERE / "results") -> str:
     """What the committed notebook run reached, and whether train.py gives the same numbers."""
     lines = []
     for path in sorted(folder.glob("notebook-*.json")):
-        nb = json.loads(path.read_text())
+        nb = read_json(path, RUN_KEYS)
         accs = test_accs(nb)
         line = (
             f"The committed notebook run (`{nb['model']}`, seed {nb['seed']}, {len(accs)} epochs on {nb['device']}): "
@@ -547,7 +606,7 @@ def notebook_run(folder: Path = HERE / "results") -> str:
         )
         cli = folder / f"{nb['model']}-seed{nb['seed']}.json"
         if cli.exists():
-            same = epoch_metrics(nb) == epoch_metrics(json.loads(cli.read_text()))
+            same = epoch_metrics(nb) == epoch_metrics(read_json(cli, RUN_KEYS))
             line += f"; per-epoch metrics {'identical to' if same else '**different from**'} `{cli.name}` (train.py)"
         lines.append(line + ".")
     return "\n\n".join(lines) or "_The notebook has not been run in full yet._"
@@ -615,15 +674,19 @@ def render(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that README.md and summary.json are current")
     args = parser.parse_args(argv)
-    runs, superseded = load_runs(), load_superseded()
     readme_path, summary_path = HERE / "README.md", HERE / "results" / "summary.json"
-    old = readme_path.read_text()
-    summary = summarize(runs)
-    verdicts = goal_verdicts(summary)
-    new = render(old, runs, summary, verdicts, superseded)
+    try:
+        runs, superseded = load_runs(), load_superseded()
+        old = readme_path.read_text()
+        summary = summarize(runs)
+        verdicts = goal_verdicts(summary)
+        new = render(old, runs, summary, verdicts, superseded)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     summary_json = json.dumps({"models": summary, "goals": verdicts}, indent=1) + "\n"
     if args.check:
         stale = [p.name for p, text in ((readme_path, new), (summary_path, summary_json)) if read(p) != text]

@@ -43,6 +43,7 @@ from utils import (
     Recipe,
     Run,
     UserError,
+    first_line,
     fit,
     git_commit,
     make_loaders,
@@ -95,6 +96,7 @@ def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
             p=trial.suggest_float("p", 0.5, 1.0),
         ),
         ema=trial.suggest_categorical("ema", [0.0, 0.999]),
+        precision="bf16",  # where the device has it: the same scores as fp32 on validation, faster
     )
     return layers, dropout, recipe
 
@@ -175,6 +177,8 @@ def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     """The study's database. Workers started together race to create its tables: the loser retries.
 
     A worker that dies mid-trial stops its heartbeat; the next worker to start marks that trial failed.
+    A URL that can't be parsed, names a missing driver or a database that can't be reached is a
+    UserError naming the URL (without its password).
     """
 
     def connect() -> optuna.storages.RDBStorage:
@@ -186,12 +190,25 @@ def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
         )
 
-    for attempt in range(attempts - 1):
+    tries = 0
+    while True:
         try:
             return connect()
-        except sqlalchemy.exc.SQLAlchemyError:
-            time.sleep(1 + attempt)
-    return connect()
+        except sqlalchemy.exc.OperationalError as err:  # busy or unreachable: busy passes, unreachable stays
+            tries += 1
+            if tries == attempts:
+                raise UserError(f"cannot open --storage {shown(url)}: {first_line(err.orig or err)}") from None
+            time.sleep(tries)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:  # bad URL, missing driver
+            raise UserError(f"cannot use --storage {shown(url)}: {first_line(err)}") from None
+
+
+def shown(url: str) -> str:
+    """The URL with its password masked, fit for an error message."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return repr(url)
 
 
 def ask_for(study: optuna.Study, changes: list[str]) -> None:
@@ -266,16 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
-    storage = open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}")
-    study = optuna.create_study(
-        study_name=f"budget-{args.budget}",
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
-    )
     try:
+        study = optuna.create_study(
+            study_name=f"budget-{args.budget}",
+            storage=open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}"),
+            load_if_exists=True,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
+        )
         ask_for(study, args.best_with)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
