@@ -3,10 +3,14 @@
     python bench.py                              # s6, fast vs classic loader -> results/bench-loaders-<device>.json
     python bench.py --compare --models s7_4k s6  # default path vs fp32 reference -> results/bench-<device>.json
     python bench.py --compare --levers           # ... and each speed lever on its own, on a random batch
+    python bench.py --jobs-compare --model s7_4k --epochs 2  # 5 seeds: --jobs 2 against one after another
 
 Every timing trains the net through `utils.prepare` and `utils.train`, as a real run does, for a
 fixed number of batches after a warm-up taken from one running epoch. The variants alternate for
 several repeats and the median of each is reported, so a noisy machine slows them all alike.
+
+`--jobs-compare` is the exception: it times whole `train.py --seeds` commands in subprocesses,
+the seeds one after another on 2 threads against `--jobs 2` (two 1-thread processes side by side).
 
 `--compare` times, per model, the default path (the recipe's precision where the device runs it
 fast: bf16 autocast and channels-last on a CPU with bf16 instructions) against the fp32 eager
@@ -17,10 +21,13 @@ alone on a random batch in each combination of precision, memory layout and `tor
 import itertools
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +51,7 @@ from utils import (
     write_json,
 )
 
+SEEDS = 5  # seeds of the --jobs comparison
 LEVERS = {  # name -> (autocast to bf16, channels-last, torch.compile)
     "fp32": (False, False, False),
     "fp32 channels-last": (False, True, False),
@@ -168,12 +176,39 @@ def loaders(args, device: torch.device) -> dict:
     }
 
 
+def jobs_compare(args, out: Path) -> dict:
+    """Wall time of `train.py --seeds ...` one after another on 2 threads, and with --jobs 2."""
+    seeds = [str(seed) for seed in range(SEEDS)]
+    common = ["--model", args.model, "--epochs", str(args.epochs), "--data-dir", args.data_dir, "--seeds", *seeds]
+    ways = {"sequential": ["--threads", "2"], "jobs": ["--jobs", "2"]}
+    seconds = {}
+    with tempfile.TemporaryDirectory(dir=out) as scratch:
+        for way, flags in ways.items():
+            command = [sys.executable, "train.py", *common, *flags, "--out", str(Path(scratch) / way)]
+            start = time.perf_counter()
+            proc = subprocess.run(command, cwd=Path(__file__).parent, capture_output=True, text=True)
+            seconds[way] = time.perf_counter() - start
+            if proc.returncode:
+                raise UserError(f"train.py {' '.join(flags)} failed: {(proc.stderr or proc.stdout).strip()[-200:]}")
+            print(f"{way:10s} {seconds[way]:7.1f} s  ({' '.join(flags)})", flush=True)
+    return {
+        "model": args.model,
+        "epochs": args.epochs,
+        "seeds": SEEDS,
+        "commands": {way: shlex.join(["python", "train.py", *common, *flags]) for way, flags in ways.items()},
+        "wall_s": seconds,
+        "jobs_over_sequential": seconds["jobs"] / seconds["sequential"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = OneLineParser(description="Training speed, measured side by side in one process.")
     p.add_argument("--compare", action="store_true", help="default path against the fp32 reference, per model")
     p.add_argument("--models", nargs="+", choices=list(MODELS), help="with --compare (default: every budgeted net)")
     p.add_argument("--levers", action="store_true", help="with --compare: also each speed lever on its own")
+    p.add_argument("--jobs-compare", action="store_true", help=f"{SEEDS} seeds of --model: --jobs 2 against one by one")
+    p.add_argument("--epochs", type=positive_int, default=2, help="with --jobs-compare: epochs per seed")
     p.add_argument("--model", default="s6", choices=list(MODELS), help="the loader comparison's model")
     p.add_argument("--batch-size", type=positive_int, help="the loader comparison's batch (default: the recipe's)")
     p.add_argument("--warmup", type=positive_int, default=10, help="batches before timing starts")
@@ -190,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = pick_device(args.device)
         out = writable_dir(args.out)
-        result = {"compare": compare(args, device)} if args.compare else loaders(args, device)
+        if args.jobs_compare:
+            result = jobs_compare(args, out)
+        else:
+            result = {"compare": compare(args, device)} if args.compare else loaders(args, device)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -208,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"default ({r['default_precision']}) {m['auto']:6.2f} ms per batch: {r['speedup']:.2f}×"
             )
         path = out / f"bench-{device.type}.json"
+    elif args.jobs_compare:
+        print(
+            f"{SEEDS} seeds of {args.model}: --jobs 2 takes {result['jobs_over_sequential']:.2f}× the sequential time"
+        )
+        path = out / f"bench-jobs-{device.type}.json"
     else:
         m = result["median_images_per_s"]
         print(

@@ -48,6 +48,7 @@ GOALS = {  # parameter budget -> what the net that holds it must show
 }
 FRONTIER = (8_000, 5_000, 4_000, 3_000)  # the budgets whose net and recipe a sweep.py study chose
 ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a published net trains in 5 minutes
+MAX_JOBS_RATIO = 0.6  # 5 seeds with --jobs 2 against one after another on 2 threads
 SPEEDUP_GOALS = {"s6": 1.5, "s7_8k": 2.0, "s7_4k": 2.0, "s7_3k": 2.0}  # training step, default path over fp32
 SUPERSEDED = HERE / "results" / "superseded"  # a folder per generation of designs whose names now mean newer nets
 STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
@@ -554,9 +555,29 @@ def precision_table(folder: Path = PRECISION) -> str:
     return "\n".join([head, *rows])
 
 
+def jobs_table(folder: Path) -> str:
+    """bench.py --jobs-compare: the wall time of several seeds with --jobs 2 against one after another."""
+    rows = []
+    for path in sorted(folder.glob("bench-jobs-*.json")):
+        b = read_json(path, ("device", "model", "epochs", "seeds", "wall_s", "jobs_over_sequential", "commands"))
+        ratio, wall = b["jobs_over_sequential"], b["wall_s"]
+        verdict = "met" if ratio <= MAX_JOBS_RATIO else "**missed**"
+        rows.append(
+            f"| `{b['model']}` | {b['seeds']} seeds × {b['epochs']} epochs | {wall['sequential']:.0f} s "
+            f"| {wall['jobs']:.0f} s | {ratio:.2f}× (goal ≤ {MAX_JOBS_RATIO}×: {verdict}) | `{b['commands']['jobs']}` |"
+        )
+    if not rows:
+        return "_No --jobs benchmark yet: run `python bench.py --jobs-compare`._"
+    head = (
+        "| model | runs | one after another, 2 threads | `--jobs 2` (1 thread each) | ratio | command |\n"
+        "|---|---|---|---|---|---|"
+    )
+    return "\n".join([head, *rows])
+
+
 def speed(folder: Path = HERE / "results") -> str:
     """The step and loader benchmarks (bench.py) and the wall time of full runs made alone, against their goals."""
-    tables = [step_table(folder), loader_table(folder), full_run_times(load_runs(folder))]
+    tables = [step_table(folder), loader_table(folder), full_run_times(load_runs(folder)), jobs_table(folder)]
     return "\n\n".join([*tables, "Training in bf16, on the validation split:", precision_table()])
 
 

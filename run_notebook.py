@@ -36,7 +36,8 @@ def parameters_cell(nb: nbformat.NotebookNode) -> int:
 def parameter_names(nb: nbformat.NotebookNode) -> list[str]:
     """The names the parameters cell assigns: the only ones --set may change."""
     tree = ast.parse(nb.cells[parameters_cell(nb)].source)
-    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
+    targets = [t for node in tree.body if isinstance(node, ast.Assign) for t in node.targets]
+    return [n.id for t in targets for n in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(n, ast.Name)]
 
 
 def check_assignments(nb: nbformat.NotebookNode, assignments: list[str]) -> None:

@@ -1,8 +1,12 @@
 """The notebook runs top to bottom, headless, in smoke mode: a broken cell fails the suite."""
 
 import json
+import subprocess
+import sys
 
 import nbformat
+import pytest
+from conftest import ROOT, assert_one_line_error
 
 import run_notebook
 import train as train_script
@@ -32,3 +36,56 @@ def test_notebook_runs_headless_in_smoke_mode(synthetic_root, tmp_path):
     assert train_script.main([*cli, "--out", str(tmp_path / "cli")]) == 0
     by_cli = json.loads((tmp_path / "cli" / "s7_8k-seed0-subset256.json").read_text())
     assert epoch_metrics(record) == epoch_metrics(by_cli) and record["config"] == by_cli["config"]
+
+
+def test_a_failed_run_leaves_the_notebook_byte_identical(synthetic_root, tmp_path, monkeypatch, capsys):
+    """EPOCHS=0 trains nothing and the curves cell fails: the notebook asked for stays as it was."""
+    notebook = tmp_path / "S6_part2.ipynb"
+    notebook.write_bytes(run_notebook.NOTEBOOK.read_bytes())
+    monkeypatch.setattr(run_notebook, "NOTEBOOK", notebook)
+    overrides = ["EPOCHS=0", "SUBSET=64", f"DATA_DIR={str(synthetic_root)!r}", f"IMAGES={str(tmp_path)!r}",
+                 f"OUT={str(tmp_path)!r}"]  # fmt: skip
+    before = notebook.read_bytes()
+    assert run_notebook.main(["--set", *overrides, "--output", str(notebook)]) == 1
+    assert notebook.read_bytes() == before
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "left as it was" in err[0] and (tmp_path / "S6_part2.failed.ipynb").exists()
+
+
+def test_a_smoke_run_writes_the_smoke_file_not_the_notebook(synthetic_root, tmp_path, monkeypatch):
+    notebook = tmp_path / "S6_part2.ipynb"
+    notebook.write_bytes(run_notebook.NOTEBOOK.read_bytes())
+    monkeypatch.setattr(run_notebook, "NOTEBOOK", notebook)
+    monkeypatch.setattr(run_notebook, "SMOKE", tmp_path / "smoke.ipynb")
+    monkeypatch.setattr(run_notebook, "execute", lambda assignments, output, timeout: output.write_text("ran"))
+    assert run_notebook.main(["--set", "EPOCHS=1"]) == 0
+    assert (tmp_path / "smoke.ipynb").read_text() == "ran" and notebook.read_bytes() != b"ran"
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("EPOCHS", "--set takes NAME=VALUE, got 'EPOCHS'"),
+        ("WIDTH=3", "--set WIDTH: not a parameter of the notebook; known: MODEL, EPOCHS"),
+        ("MODEL=s6", "--set MODEL: 's6' is not a Python literal"),
+    ],
+)
+def test_bad_set_values_get_one_line_errors(assignment, message):
+    proc = subprocess.run(
+        [sys.executable, "run_notebook.py", "--set", assignment], cwd=ROOT, capture_output=True, text=True
+    )
+    assert_one_line_error(proc, message)
+    assert proc.returncode == 2
+
+
+def test_pretrained_path_shows_the_published_accuracy_without_training(real_root, tmp_path):
+    overrides = ["MODEL = 's7_3k'", "PRETRAINED = True", f"DATA_DIR = {str(real_root)!r}",
+                 f"IMAGES = {str(tmp_path / 'images')!r}"]  # fmt: skip
+    run_notebook.execute(overrides, tmp_path / "pretrained.ipynb", timeout=600)
+    nb = nbformat.read(tmp_path / "pretrained.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    record = json.loads((ROOT / "results" / "s7_3k-seed0.json").read_text())
+    final = record["epochs"][-1]["test_acc"]
+    assert f"test accuracy now {final:.2f} %, recorded {final:.2f} %" in text
+    assert "Train:" not in text  # no epoch was trained
+    assert (tmp_path / "images" / "s7_3k-confusion.png").stat().st_size > 10_000

@@ -124,3 +124,15 @@ def test_five_minute_check_uses_runs_made_alone_and_flags_slow_ones():
     lines = report.full_run_times(runs).splitlines()
     assert "| 4.8 min (met) |" in lines[2] and "| 3.3 min |" in lines[2]  # the 1-thread run is not the timing
     assert "| 5.3 min (**missed**) |" in lines[3]
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"model": "s6"}', "[1, 2]"])
+def test_a_damaged_results_file_is_named_in_one_line(tmp_path, monkeypatch, capsys, content):
+    (tmp_path / "s6-seed0.json").write_text(content)
+    with pytest.raises(report.UserError, match="s6-seed0.json"):
+        report.load_runs(tmp_path)
+    load = report.load_runs
+    monkeypatch.setattr(report, "load_runs", lambda: load(tmp_path))
+    assert report.main(["--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "s6-seed0.json" in err[0]

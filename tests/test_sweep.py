@@ -127,3 +127,24 @@ def test_every_bf16_recipe_was_shown_on_validation_to_score_as_fp32_does():
     comparisons = report.precision_trials()
     assert any(recipe.precision == "bf16" for recipe in RECIPES.values())
     assert comparisons and all(report.within_noise(scores) for scores in comparisons.values())
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (
+            "postgresql://user:secret@127.0.0.1:1/optuna",
+            "cannot use --storage postgresql://user:***@127.0.0.1:1/optuna",
+        ),
+        ("nosuchdb://host/x", "cannot use --storage nosuchdb://host/x"),
+        ("not a url", "cannot use --storage 'not a url'"),
+    ],
+)
+def test_storage_that_cannot_be_used_gets_one_line_naming_it(synthetic_root, tmp_path, url, message):
+    proc = subprocess.run(
+        [sys.executable, "sweep.py", "--budget", "4000", "--val", "64", "--data-dir", str(synthetic_root),
+         "--out", str(tmp_path), "--storage", url],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert_one_line_error(proc, message)
+    assert proc.returncode == 2 and "secret" not in proc.stderr
