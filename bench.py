@@ -125,6 +125,20 @@ def lever_timer(model: str, batch_size: int, device: torch.device, lever: str, w
     return step
 
 
+def profile(timer: Callable, batches: int, top: int = 12) -> list[dict]:
+    """Where the default path's time goes: the operators with the most self time over `batches` batches."""
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile() as prof:
+        timer(batches)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [
+        {"op": e.key, "ms_per_batch": e.self_cpu_time_total / 1000 / batches, "share": e.self_cpu_time_total / total}
+        for e in events[:top]
+    ]
+
+
 def alternate(timers: dict[str, Callable], batches: int, repeats: int, label: str) -> dict[str, list[float]]:
     """Seconds per batch of each timer, taking turns `repeats` times."""
     times: dict[str, list[float]] = {name: [] for name in timers}
@@ -150,6 +164,8 @@ def compare(args, device: torch.device) -> dict:
             "median_ms_per_batch": {p: 1000 * m for p, m in median.items()},
             "speedup": median["fp32"] / median["auto"],
         }
+        if args.profile:
+            entry["profile_default_path"] = profile(paths["auto"], args.batches)
         if args.levers:
             timers = {lever: lever_timer(model, recipe.batch_size, device, lever, args.warmup) for lever in LEVERS}
             lever_times = alternate(timers, args.batches, args.repeats, f"{model} step")
@@ -207,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", action="store_true", help="default path against the fp32 reference, per model")
     p.add_argument("--models", nargs="+", choices=list(MODELS), help="with --compare (default: every budgeted net)")
     p.add_argument("--levers", action="store_true", help="with --compare: also each speed lever on its own")
+    p.add_argument("--profile", action="store_true", help="with --compare: where the default path's time goes")
     p.add_argument("--jobs-compare", action="store_true", help=f"{SEEDS} seeds of --model: --jobs 2 against one by one")
     p.add_argument("--epochs", type=positive_int, default=2, help="with --jobs-compare: epochs per seed")
     p.add_argument("--model", default="s6", choices=list(MODELS), help="the loader comparison's model")
