@@ -48,13 +48,18 @@ class Augment:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one model is trained: SGD with momentum, a learning-rate schedule, batch size, augmentation.
+    """How one model is trained: SGD, a learning-rate schedule, batch size, augmentation, loss, precision.
 
     `schedule="step"` is StepLR (lr multiplied by `gamma` every `step_size` epochs);
     `schedule="onecycle"` is OneCycleLR, stepped every batch: it warms up to `lr` over the first
     `pct_start` of training, then anneals (`anneal`: "cos" or "linear") to about 0 at the last batch.
-    `ema` > 0 evaluates and saves an exponential moving average of the weights with that decay
-    (see `WeightAverage`) instead of the last weights; 0 means none. `precision="bf16"` trains
+    OneCycle also cycles the momentum between 0.95 and 0.85 (PyTorch's default), ignoring
+    `momentum`, unless `cycle_momentum` is False. `momentum` may be 0 (plain SGD) and `nesterov`
+    needs it above 0; `weight_decay` is SGD's L2
+    term; `label_smoothing` spreads that share of each target over the other classes in the
+    training loss (evaluation always scores the hard labels). `ema` > 0 evaluates and saves an
+    exponential moving average of the weights with that decay (see `WeightAverage`) instead of
+    the last weights; 0 means none. `precision="bf16"` trains
     under bfloat16 autocast where the device runs it fast and in float32 elsewhere (see
     `resolve_precision`); evaluation is always float32.
     """
@@ -70,6 +75,10 @@ class Recipe:
     augment: Augment = field(default_factory=Augment)
     ema: float = 0.0
     precision: str = "fp32"
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    cycle_momentum: bool = True
 
 
 def recipe_from_dict(d: dict) -> Recipe:
@@ -459,7 +468,15 @@ def make_optimizer(
     model: nn.Module, recipe: Recipe, epochs: int, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
     """SGD + the recipe's schedule; the bool says whether to step the scheduler every batch."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    if recipe.nesterov and not recipe.momentum > 0:
+        raise UserError(f"Nesterov momentum needs a momentum above 0, got {recipe.momentum}")
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+    )
     if recipe.schedule == "step":
         return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma), False
     if recipe.schedule == "onecycle":
@@ -470,6 +487,7 @@ def make_optimizer(
             steps_per_epoch=steps_per_epoch,
             pct_start=recipe.pct_start,
             anneal_strategy=recipe.anneal,
+            cycle_momentum=recipe.cycle_momentum,
         )
         return optimizer, sched, True
     raise UserError(f"unknown schedule '{recipe.schedule}'; known: {', '.join(SCHEDULES)}")
@@ -529,6 +547,7 @@ def train(
     progress: bool = True,
     average: WeightAverage | None = None,
     precision: str = "fp32",
+    label_smoothing: float = 0.0,
 ) -> dict[str, float]:
     """One epoch of training; returns mean loss and accuracy (%) over the epoch.
 
@@ -550,7 +569,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         loss.backward()
         optimizer.step()
         if batch_scheduler is not None:
@@ -620,6 +639,7 @@ class Run:
     split: str  # "test" or "val"
     device: torch.device
     precision: str  # what training runs in: "bf16" or "fp32"
+    recipe: Recipe
     epochs: int
     history: list[dict] = field(default_factory=list)
 
@@ -671,7 +691,18 @@ def prepare(
     optimizer, scheduler, per_batch = make_optimizer(model, recipe, epochs, len(train_loader))
     average = weight_average(model, recipe)
     return Run(
-        model, average, optimizer, scheduler, per_batch, train_loader, eval_loader, split, device, trains_in, epochs
+        model,
+        average,
+        optimizer,
+        scheduler,
+        per_batch,
+        train_loader,
+        eval_loader,
+        split,
+        device,
+        trains_in,
+        recipe,
+        epochs,
     )
 
 
@@ -693,6 +724,7 @@ def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
         progress=verbose,
         average=run.average,
         precision=run.precision,
+        label_smoothing=run.recipe.label_smoothing,
     )
     ev = test(run.evaluated, run.device, run.eval_loader, run.split, verbose=verbose)
     if not run.per_batch:

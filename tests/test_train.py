@@ -11,7 +11,7 @@ from conftest import assert_one_line_error, run_cli
 
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
-from model import count_parameters, get_model
+from model import Net, count_parameters, get_model
 from report import epoch_metrics
 from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, prepare, seed_everything
 
@@ -205,3 +205,33 @@ def test_run_records_call_a_commit_dirty_only_when_code_changed(tmp_path):
     assert copy.git_commit() == clean
     (tmp_path / "utils.py").write_text((tmp_path / "utils.py").read_text() + "\n# edited\n")
     assert copy.git_commit() == clean + "+dirty"
+
+
+def test_label_smoothing_loss_matches_the_hand_computed_value():
+    """(1 - e) * cross-entropy on the true class + e * the mean over all classes of -log p, as a hand would."""
+    torch.manual_seed(0)
+    model = Net("4p M 8p")  # no Dropout: the same batch gives the same logits twice
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: train() leaves the weights as they are
+    smoothing = 0.1
+    stats = utils.train(model, torch.device("cpu"), [(x, y)], optimizer, progress=False, label_smoothing=smoothing)
+    log_p = torch.log_softmax(model(x).double(), dim=1)
+    true_class = -log_p[torch.arange(16), y]
+    expected = ((1 - smoothing) * true_class + smoothing * -log_p.mean(dim=1)).mean().item()
+    assert stats["loss"] == pytest.approx(expected, rel=1e-6)
+    plain = utils.train(model, torch.device("cpu"), [(x, y)], optimizer, progress=False)
+    assert plain["loss"] == pytest.approx(true_class.mean().item(), rel=1e-6) and plain["loss"] < stats["loss"]
+
+
+def test_recipe_optimizer_fields_reach_sgd_and_nesterov_needs_momentum():
+    """OneCycle cycles the momentum (0.95 at the start) unless the recipe turns that off, as plain SGD needs."""
+    model = get_model("s7_3k")
+    recipe = replace(RECIPES["s7_3k"], momentum=0.5, nesterov=True, weight_decay=5e-4)
+    for cycle, momentum in ((True, 0.95), (False, 0.5)):
+        optimizer, _, _ = make_optimizer(model, replace(recipe, cycle_momentum=cycle), 1, 10)
+        group = optimizer.param_groups[0]
+        assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (momentum, True, 5e-4)
+    plain, _, _ = make_optimizer(model, replace(recipe, momentum=0.0, nesterov=False, cycle_momentum=False), 1, 10)
+    assert plain.param_groups[0]["momentum"] == 0.0
+    with pytest.raises(utils.UserError, match="Nesterov momentum needs a momentum above 0"):
+        make_optimizer(model, replace(recipe, momentum=0.0), 1, 10)
