@@ -183,12 +183,13 @@ def study(budget: int) -> dict | None:
 
 @functools.cache
 def holder(budget: int) -> str | None:
-    """The registered net that holds a budget: its study's best trial, else the entry registered for it.
+    """The registered net that holds a budget: its study's winner (or best trial), else the entry registered for it.
 
     A study's best trial may be a net that a smaller budget's study chose too: one net then holds
     several budgets, and its runs answer each of them.
     """
-    best = (study(budget) or {}).get("best")
+    exported = study(budget) or {}
+    best = exported.get("winner") or exported.get("best")  # stage 2's winner once the study has one
     for name, spec in MODELS.items():
         model = spec.build()
         if best is None and spec.budget == budget:

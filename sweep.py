@@ -17,6 +17,11 @@ the whole study. After every trial the whole study is exported to
 `results/validation/budget-<N>.json`: each trial's suggested values, net, recipe, parameter count,
 per-epoch validation accuracy and state (complete, pruned, rejected over budget, or failed when
 its worker died). Run the same command again to continue a study or to export it again.
+
+Stage 2 (`--confirm 3 --confirm-seeds 1 2 3`): one seed's score is partly luck, so the best 3
+distinct trials train again on 3 more seeds, still on validation; the export's `confirmation`
+holds each one's per-seed scores and `winner` the trial with the best mean. That winner, not
+stage 1's best, is the net and recipe a budget publishes.
 """
 
 import argparse
@@ -24,6 +29,7 @@ import json
 import os
 import shlex
 import socket
+import statistics
 import sys
 import time
 import warnings
@@ -49,6 +55,7 @@ from utils import (
     make_loaders,
     pick_device,
     prepare,
+    recipe_from_dict,
     versions,
     writable_dir,
     write_json,
@@ -114,21 +121,83 @@ def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.devic
         trial.set_user_attr("rejected", f"{params:,} parameters, budget < {args.budget:,}")
         raise optuna.TrialPruned("over budget")
 
-    data = DataConfig(
-        args.data_dir, recipe.batch_size, subset=args.subset, val=args.val, augment=recipe.augment, seed=TRIAL_SEED
-    )
-    run = prepare(lambda: Net(layers, dropout), recipe, data, args.epochs, device)
-    trial.set_user_attr("precision", run.precision)
-
     def report(run: Run, row: dict) -> None:
         accs = [h["val_acc"] for h in run.history]
         trial.set_user_attr("val_acc", accs)
+        trial.set_user_attr("precision", run.precision)
         trial.report(row["val_acc"], row["epoch"])
         if trial.should_prune() and "asked_for" not in trial.user_attrs:
             raise optuna.TrialPruned(f"epoch {row['epoch']}: {row['val_acc']:.2f} % is below the median")
 
-    accs = [h["val_acc"] for h in fit(run, on_epoch=report, verbose=False)]
+    return score(train_on_validation(layers, dropout, recipe, args, device, TRIAL_SEED, report))
+
+
+def train_on_validation(
+    layers: str,
+    dropout: float,
+    recipe: Recipe,
+    args: argparse.Namespace,
+    device: torch.device,
+    seed: int,
+    on_epoch=None,
+) -> list[float]:
+    """Train a net and recipe on the first images of the training set; its validation accuracy per epoch."""
+    data = DataConfig(
+        args.data_dir, recipe.batch_size, subset=args.subset, val=args.val, augment=recipe.augment, seed=seed
+    )
+    run = prepare(lambda: Net(layers, dropout), recipe, data, args.epochs, device)
+    return [h["val_acc"] for h in fit(run, on_epoch=on_epoch, verbose=False)]
+
+
+def score(accs: list[float]) -> float:
+    """A trial's score: its lowest validation accuracy of the last 3 epochs, as the target asks of the test set."""
     return min(accs[-3:])
+
+
+def finalists(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
+    """The n best complete trials with distinct parameters (a --best-with repeat counts once)."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    chosen, seen = [], set()
+    for t in sorted(complete, key=lambda t: t.value, reverse=True):
+        key = json.dumps(t.params, sort_keys=True)
+        if key not in seen:
+            chosen.append(t)
+            seen.add(key)
+    return chosen[:n]
+
+
+def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device) -> None:
+    """Stage 2: train the best --confirm trials again on each of --confirm-seeds, on validation.
+
+    One seed's score is partly luck; the winner is the trial with the best mean over its stage-1
+    seed and these. Each score is kept in the study (a key per trial and seed), so a stopped
+    confirmation resumes where it was and several workers can share it.
+    """
+    for trial in finalists(study, args.confirm):
+        for seed in args.confirm_seeds:
+            key = f"confirm:{trial.number}:{seed}"
+            if key in study.user_attrs:
+                continue
+            recipe = recipe_from_dict(trial.user_attrs["recipe"])
+            layers, dropout = trial.user_attrs["layers"], trial.params["dropout"]
+            accs = train_on_validation(layers, dropout, recipe, args, device, seed)
+            study.set_user_attr(key, {"score": score(accs), "val_acc": accs, "git_commit": args.commit})
+            print(f"confirmation: trial {trial.number}, seed {seed}: score {score(accs):.2f}", flush=True)
+
+
+def confirmation(study: optuna.Study) -> dict:
+    """Stage 2 as exported: per confirmed trial its per-seed scores (stage 1's seed included) and their mean."""
+    scores: dict[int, dict[int, float]] = {}
+    for key, value in study.user_attrs.items():
+        if key.startswith("confirm:"):
+            _, number, seed = key.split(":")
+            scores.setdefault(int(number), {})[int(seed)] = value["score"]
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    confirmed = {}
+    for number, by_seed in sorted(scores.items()):
+        every = {TRIAL_SEED: trials[number].value, **dict(sorted(by_seed.items()))}
+        confirmed[str(number)] = {"scores": every, "mean": statistics.mean(every.values())}
+    return confirmed
 
 
 def trained(study: optuna.Study) -> int:
@@ -155,6 +224,8 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             }
         )
     complete = [t for t in trials if t["state"] == "complete"]
+    confirmed = confirmation(study)
+    winner = max(confirmed, key=lambda n: confirmed[n]["mean"]) if confirmed else None
     write_json(
         path,
         {
@@ -168,6 +239,8 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             "val": args.val,
             "trial_seed": TRIAL_SEED,
             "best": max(complete, key=lambda t: t["score"]) if complete else None,
+            "confirmation": confirmed,  # stage 2: trial number -> per-seed scores on validation and their mean
+            "winner": next((t for t in trials if str(t["number"]) == winner), None),  # best mean of stage 2
             "trials": trials,
         },
     )
@@ -258,6 +331,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument(
+        "--confirm",
+        type=positive_int,
+        help="stage 2: train the best N distinct trials again on each --confirm-seeds seed (e.g. 3)",
+    )
+    p.add_argument(
+        "--confirm-seeds", type=int, nargs="+", default=[1, 2, 3], metavar="SEED", help="stage 2 seeds (default 1 2 3)"
+    )
+    p.add_argument(
         "--best-with",
         nargs="+",
         default=[],
@@ -314,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if trained(study) < args.trials:
         study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])
+    if args.confirm:
+        confirm(study, args, device)
     export(study, path, args)
     best = study.best_trial if any(t.state.name == "COMPLETE" for t in study.trials) else None
     print(f"{trained(study)} trained trials in {study.study_name} ({time.perf_counter() - started:.0f} s here)")
