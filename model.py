@@ -4,8 +4,14 @@ Every budgeted net is built by `Net` from a short layer string, read left to rig
 
     "8p"   3x3 convolution to 8 maps, padded (the side stays)
     "8"    3x3 convolution to 8 maps, unpadded (the side shrinks by 2)
+    "8d"   depthwise-separable 3x3 convolution to 8 maps, padded: a 3x3 filter per input map,
+           then a 1x1 convolution to 8 (9 * in + in * 8 weights instead of 9 * in * 8)
     "t8"   1x1 convolution to 8 maps (a "transition" that mixes or squeezes channels)
     "M"    2x2 max-pool (the side halves)
+    "[ ... ]"  a residual group: its input is added to its output (no parameters; the group
+           must keep the number of maps and the side)
+    "x3"   after a convolution or a "]": the same block applied 3 times, sharing its weights
+           (it must keep the number of maps: "8px3" needs 8 maps coming in)
 
 Each convolution is followed by BatchNorm and ReLU, each 3x3 convolution after the first pool
 also by Dropout, and every net ends in a 1x1 convolution to 10 maps and global average pooling:
@@ -17,15 +23,50 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
-TOKEN = re.compile(r"^(?:M|t[1-9]\d*|[1-9]\d*p?)$")
+TOKEN = re.compile(r"^(?:M|\[|\](?:x[1-9]\d*)?|t[1-9]\d*|[1-9]\d*[pd]?(?:x[1-9]\d*)?)$")
 
 
 def conv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0) -> nn.Sequential:
     """Conv (no bias: BatchNorm supplies it) -> BatchNorm -> ReLU [-> Dropout]."""
     layers = [nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+
+
+def separable_block(c_in: int, c_out: int, dropout: float = 0.0) -> nn.Sequential:
+    """Depthwise 3x3 (one padded filter per map) -> pointwise 1x1 -> BatchNorm -> ReLU [-> Dropout]."""
+    layers = [
+        nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+
+
+class Residual(nn.Module):
+    """x + body(x): a shortcut around a group of blocks that keeps maps and side."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class Repeat(nn.Module):
+    """One block applied `times` times in a row: its weights are shared, its depth multiplied."""
+
+    def __init__(self, block: nn.Module, times: int) -> None:
+        super().__init__()
+        self.block, self.times = block, times
+
+    def forward(self, x: Tensor) -> Tensor:
+        for _ in range(self.times):
+            x = self.block(x)
+        return x
 
 
 def gap_head(c_in: int, classes: int = 10) -> nn.Sequential:
@@ -41,24 +82,45 @@ class Net(nn.Sequential):
     """
 
     def __init__(self, layers: str, dropout: float = 0.0, size: int = 28) -> None:
-        blocks: list[nn.Module] = []
+        groups: list[list[nn.Module]] = [[]]  # the blocks of each open residual group, outermost first
+        entries: list[tuple[int, int]] = []  # maps and side where each open group began
         channels, pooled = 1, False
         for token in layers.split():
             if not TOKEN.match(token):
-                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, t8 or M")
-            if token == "M":
-                blocks.append(nn.MaxPool2d(2))
+                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, 8d, t8, M, [ ], x3")
+            body, _, times = token.partition("x")
+            times = int(times or 1)
+            if body == "[":
+                groups.append([])
+                entries.append((channels, size))
+                continue
+            if body == "]":
+                if not entries:
+                    raise ValueError(f"'{layers}' closes a residual group it never opened")
+                if entries.pop() != (channels, size):
+                    raise ValueError(f"a residual group in '{layers}' must keep its maps and side")
+                block: nn.Module = Residual(nn.Sequential(*groups.pop()))
+            elif body == "M":
+                block = nn.MaxPool2d(2)
                 size, pooled = size // 2, True
-            elif token.startswith("t"):
-                blocks.append(conv_block(channels, int(token[1:]), kernel=1))
-                channels = int(token[1:])
+            elif body.startswith("t"):
+                block, channels = conv_block(channels, int(body[1:]), kernel=1), int(body[1:])
             else:
-                padded, width = token.endswith("p"), int(token.rstrip("p"))
-                blocks.append(conv_block(channels, width, padding=int(padded), dropout=dropout if pooled else 0.0))
-                channels, size = width, size if padded else size - 2
+                width, kind = int(body.rstrip("pd")), body[-1]
+                if times > 1 and channels != width:
+                    raise ValueError(f"'{token}' repeats a block from {channels} maps to {width}: it must keep them")
+                drop = dropout if pooled else 0.0
+                if kind == "d":
+                    block = separable_block(channels, width, drop)
+                else:
+                    block = conv_block(channels, width, padding=int(kind == "p"), dropout=drop)
+                channels, size = width, size if kind in "pd" else size - 2 * times
+            groups[-1].append(Repeat(block, times) if times > 1 else block)
             if size < 1:
                 raise ValueError(f"'{layers}' shrinks the image to nothing at '{token}'")
-        super().__init__(*blocks, gap_head(channels))
+        if entries:
+            raise ValueError(f"'{layers}' leaves a residual group open: close it with ']'")
+        super().__init__(*groups[0], gap_head(channels))
         self.layers, self.dropout = layers, dropout
 
 

@@ -904,7 +904,8 @@ def _describe(layer: nn.Module, channels: int) -> str:
     if isinstance(layer, nn.Conv2d):
         k = layer.kernel_size[0]
         pad = f", pad {layer.padding[0]}" if layer.padding[0] else ""
-        return f"conv {k}x{k}{pad}, {layer.in_channels}->{layer.out_channels}"
+        depthwise = " depthwise" if layer.groups > 1 else ""
+        return f"conv {k}x{k}{depthwise}{pad}, {layer.in_channels}->{layer.out_channels}"
     if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
         return f"{'max' if isinstance(layer, nn.MaxPool2d) else 'avg'}-pool {layer.kernel_size}x{layer.kernel_size}"
     if isinstance(layer, nn.Linear):
@@ -912,19 +913,31 @@ def _describe(layer: nn.Module, channels: int) -> str:
     return f"global avg-pool ({channels} maps)"
 
 
+def _applied_layers(module: nn.Module) -> Iterator[nn.Module]:
+    """The leaf layers in the order data passes through them: a block shared `times` times, that often."""
+    children = list(module.children())
+    if not children:
+        yield module
+    for _ in range(getattr(module, "times", 1)):
+        for child in children:
+            yield from _applied_layers(child)
+
+
 def receptive_field_table(model: nn.Module, size: int = 28, channels: int = 1) -> list[RFRow]:
     """Walk a sequential model and track, per layer, output size, receptive field and jump.
 
     n_out = (n_in + 2p - k) // s + 1,  rf_out = rf_in + (k - 1) * jump_in,  jump_out = jump_in * s.
     Global pooling and fully connected layers take in the whole map. BatchNorm parameters are
-    added to the layer before them, so the column sums to the model's parameter count.
+    added to the layer before them, and a block applied several times with shared weights (a
+    `Repeat`) counts them at its first application only, so the column sums to the model's
+    parameter count. A residual shortcut changes neither: the sum sees what its longer path sees.
     """
     rows: list[RFRow] = []
     rf, jump = 1, 1
-    for layer in model.modules():
-        if any(True for _ in layer.children()):
-            continue
-        params = sum(p.numel() for p in layer.parameters())
+    counted: set[int] = set()
+    for layer in _applied_layers(model):
+        params = 0 if id(layer) in counted else sum(p.numel() for p in layer.parameters())
+        counted.add(id(layer))
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
             k, s, p = (v[0] if isinstance(v, tuple) else v for v in (layer.kernel_size, layer.stride, layer.padding))
             size, rf, jump = (size + 2 * p - k) // s + 1, rf + (k - 1) * jump, jump * s

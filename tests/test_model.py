@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model import MODELS, Net, count_parameters, get_model
+from model import MODELS, Net, Repeat, Residual, count_parameters, get_model
 from utils import receptive_field_table
 
 BUDGETED = [n for n, spec in MODELS.items() if spec.budget]
@@ -108,3 +108,60 @@ def test_every_model_has_a_training_recipe():
     from utils import RECIPES
 
     assert set(RECIPES) == set(MODELS)
+
+
+def test_separable_residual_and_shared_blocks_count_parameters_as_worked_by_hand():
+    """8d from 8 maps: 9 * 8 depthwise + 8 * 8 pointwise + 2 * 8 BatchNorm; a residual adds none; x2 shares."""
+    separable = 9 * 8 + 8 * 8 + 16
+    plain = 9 * 8 * 8 + 16
+    stem = (9 * 1 * 8 + 16) + 8 * 10  # first conv + head
+    assert count_parameters(Net("8p 8d")) == stem + separable
+    assert count_parameters(Net("8p [ 8d 8d ]")) == stem + 2 * separable
+    assert count_parameters(Net("8p 8px3")) == stem + plain
+    assert count_parameters(Net("8p [ 8p 8d ]x2")) == stem + plain + separable
+
+
+def test_residual_adds_its_input_and_a_repeat_reuses_one_block():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 14, 14)
+    net = Net("8p [ 8p ]x3").eval()
+    shared = net[1]
+    assert isinstance(shared, Repeat) and shared.times == 3 and isinstance(shared.block, Residual)
+    body = shared.block.body
+    y = x
+    for _ in range(3):
+        y = y + body(y)
+    assert torch.equal(shared(x), y)
+    assert net(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+
+
+def test_receptive_field_counts_each_application_of_a_shared_block():
+    """8px2 at 14 px after one pool: two padded 3x3 convs, each adding 2 * jump = 4 px, one set of weights."""
+    rows = receptive_field_table(Net("4p M 4px2 t8 8d"))
+    assert [(r.layer, r.rf, r.params) for r in rows[:6]] == [
+        ("conv 3x3, pad 1, 1->4", 3, 9 * 4 + 8),
+        ("max-pool 2x2", 4, 0),
+        ("conv 3x3, pad 1, 4->4", 8, 9 * 4 * 4 + 8),
+        ("conv 3x3, pad 1, 4->4", 12, 0),  # the same weights again
+        ("conv 1x1, 4->8", 12, 4 * 8 + 16),
+        ("conv 3x3 depthwise, pad 1, 8->8", 16, 9 * 8),
+    ]
+    assert sum(r.params for r in receptive_field_table(Net("4p M 4px2 t8 8d"))) == count_parameters(
+        Net("4p M 4px2 t8 8d")
+    )
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ("8p [ 8p", "leaves a residual group open"),
+        ("8p ] 8p", "closes a residual group it never opened"),
+        ("8p [ 16p ]", "must keep its maps and side"),
+        ("8p [ 8p M ]", "must keep its maps and side"),
+        ("4p 8px2", "repeats a block from 4 maps to 8"),
+        ("8p Mx2", "bad layer"),
+    ],
+)
+def test_builder_rejects_bad_groups_and_repeats(layers, message):
+    with pytest.raises(ValueError, match=message):
+        Net(layers)
