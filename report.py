@@ -345,6 +345,28 @@ STORY = [
         )
         for model in ("s7_8k", "s7_4k")
     ),
+    *(
+        Step(
+            f"{model} (fp32)",
+            "The net and recipe that `{successor}` below keeps, trained in fp32 on an earlier 2-core CPU, before "
+            "the weights of a run were kept.",
+            "Mean final accuracy {mean:.2f} % over {n} seeds ({delta:+.2f} points against s6). **Superseded** by "
+            "`{successor}`: the same net and recipe trained in bf16 (compared with fp32 on validation first), run "
+            "again on this machine, which does not repeat the earlier CPU's runs bit for bit, with its weights "
+            "committed; these runs are in `results/superseded/fp32/`.",
+            superseded=True,
+        )
+        for model in ("s7_8k", "s7_4k", "s7_3k")
+    ),
+    Step(
+        "s6 (bf16 before validation)",
+        "s6's recipe in bf16, applied to every net once s7_4k's recipe had scored the same in bf16 and fp32 on "
+        "validation, before s6's own StepLR recipe had been compared so.",
+        "Two seeds ran (mean final {mean:.2f} %) before the gap was noticed: the comparison must be of the same "
+        "recipe. s6 keeps fp32 until its own comparison on validation (`results/validation/precision/`) has its "
+        "seeds; these runs are in `results/superseded/bf16-before-validation/`.",
+        superseded=True,
+    ),
 ]
 
 
