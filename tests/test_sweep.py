@@ -1,5 +1,6 @@
 """sweep.py: two workers share one SQLite study; over-budget nets never train; every trial is exported."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -9,11 +10,12 @@ from dataclasses import replace
 
 import optuna
 import pytest
+import torch
 from conftest import ROOT, assert_one_line_error
 
 import report
 import sweep
-from model import count_parameters, get_model
+from model import Net, count_parameters, get_model
 from utils import RECIPES, recipe_from_dict
 
 TRIALS = 12
@@ -174,3 +176,30 @@ def test_confirmation_retrains_the_best_distinct_trials_on_more_seeds_and_picks_
         dict(optuna.load_study(study_name="budget-5000", storage=f"sqlite:///{tmp_path / 'optuna.db'}").user_attrs)
         == kept
     )
+
+
+def test_every_net_of_the_family_builds_and_trials_drawn_before_it_grew_mean_what_they_meant():
+    """Each structural choice builds a working net; a committed trial, filled from REFERENCE, keeps net and recipe."""
+    for depth, conv, residual, share, padded in itertools.product(
+        (2, 3), ("plain", "separable"), (False, True), (False, True), (False, True)
+    ):
+        params = {**sweep.REFERENCE, "depth": depth, "conv": conv, "residual": residual, "share": share,
+                  "last_padded": padded}  # fmt: skip
+        layers, dropout, _ = sweep.suggest(optuna.trial.FixedTrial(params))
+        assert Net(layers, dropout)(torch.randn(2, 1, 28, 28)).shape == (2, 10), layers
+    for budget in report.FRONTIER:
+        study = json.loads((ROOT / "results" / "validation" / f"budget-{budget}.json").read_text())
+        for t in (t for t in study["trials"] if "recipe" in t):
+            layers, _, recipe = sweep.suggest(optuna.trial.FixedTrial({**sweep.REFERENCE, **t["suggested"]}))
+            recorded = recipe_from_dict(t["recipe"])
+            assert layers == t["layers"] and replace(recipe, precision=recorded.precision) == recorded
+
+
+def test_the_public_recipe_as_published_is_asked_of_every_study(synthetic_root, tmp_path):
+    tiny = ["--budget", "5000", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir", str(synthetic_root),
+            "--out", str(tmp_path)]  # fmt: skip
+    assert sweep.main([*tiny, "--trials", "2"]) == 0
+    public = json.loads((tmp_path / "budget-5000.json").read_text())["trials"][1]
+    assert public["asked_for"] == sweep.PUBLIC_LABEL
+    assert public["recipe"]["batch_size"] == 32 and public["recipe"]["momentum"] == 0.0
+    assert public["recipe"]["cycle_momentum"] is False and public["layers"] == "4p 4p 4p M 8p 8p 8p M 8p 8p 8p"
