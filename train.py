@@ -105,6 +105,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=decay,
         help="evaluate and save a moving average of the weights with this decay, 0 for none; default: the recipe's",
     )
+    p.add_argument(
+        "--teacher",
+        metavar="RECORD",
+        help="distil from the net of this run record (results/...json); it must have held out the same --val images",
+    )
+    p.add_argument("--distill-weight", type=decay, help="share of the loss that is distillation, in [0, 1)")
+    p.add_argument("--distill-temperature", type=positive_float, help="softening temperature (default: 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="several runs, one per seed (e.g. 0 1 2 3 4)")
     p.add_argument(
@@ -247,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     command, commit = shlex.join(["python", "train.py", *argv]), git_commit()
-    flags = ("lr", "momentum", "schedule", "batch_size", "ema")
+    flags = ("lr", "momentum", "schedule", "batch_size", "ema", "teacher", "distill_weight", "distill_temperature")
     recipe = replace(RECIPES[args.model], **{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
     data = DataConfig(
         root=args.data_dir,

@@ -59,7 +59,9 @@ class Recipe:
     term; `label_smoothing` spreads that share of each target over the other classes in the
     training loss (evaluation always scores the hard labels). `ema` > 0 evaluates and saves an
     exponential moving average of the weights with that decay (see `WeightAverage`) instead of
-    the last weights; 0 means none. `precision="bf16"` trains
+    the last weights; 0 means none. `teacher` names the run record of a bigger net of ours whose
+    softened predictions the net also learns from (see `Loss`): `distill_weight` of the loss is
+    that term, at `distill_temperature`. `precision="bf16"` trains
     under bfloat16 autocast where the device runs it fast and in float32 elsewhere (see
     `resolve_precision`); evaluation is always float32.
     """
@@ -79,6 +81,9 @@ class Recipe:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     cycle_momentum: bool = True
+    teacher: str = ""  # path of a train.py run record (results/...json) whose weights teach; "" for none
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
 
 
 def recipe_from_dict(d: dict) -> Recipe:
@@ -533,6 +538,66 @@ def weight_average(model: nn.Module, recipe: Recipe) -> WeightAverage | None:
     return WeightAverage(model, recipe.ema) if recipe.ema else None
 
 
+@dataclass
+class Loss:
+    """A recipe's training loss: cross-entropy with label smoothing, plus distillation from a teacher.
+
+    With a teacher: (1 - w) * cross-entropy + w * T^2 * KL(teacher || student), both softened by
+    the temperature T (Hinton et al.'s scaling keeps the term's gradients comparable across T).
+    The teacher sees the same augmented batch, in eval mode, without gradients.
+    """
+
+    label_smoothing: float = 0.0
+    teacher: nn.Module | None = None
+    weight: float = 0.0
+    temperature: float = 4.0
+
+    def __call__(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        if self.teacher is None or not self.weight:
+            return loss
+        t = self.temperature
+        with torch.no_grad():
+            target = F.log_softmax(self.teacher(x).float() / t, dim=1)
+        student = F.log_softmax(logits.float() / t, dim=1)
+        kl = F.kl_div(student, target, reduction="batchmean", log_target=True)
+        return (1 - self.weight) * loss + self.weight * t * t * kl
+
+
+def load_teacher(recipe: Recipe, data: DataConfig, device: torch.device) -> nn.Module:
+    """The recipe's teacher, after checking it trained on exactly the images the student may see.
+
+    A teacher must have held out the same validation images as the student (for a study: never
+    the validation images; for a published run: all 60,000 training images) and the same subset.
+    No run trains on the test set, so none can leak it.
+    """
+    from model import get_model
+
+    path = Path(recipe.teacher)
+    try:
+        record = json.loads(path.read_text())
+        config, weights = record["config"], record["weights"]
+        with torch.random.fork_rng(devices=[]):  # the student draws the same numbers with or without a teacher
+            model = get_model(record["model"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"teacher {path} is not a run record of train.py with weights: {first_line(err)}") from None
+    seen = (config.get("val", 0), config.get("subset"))
+    if seen != (data.val, data.subset):
+        raise UserError(
+            f"teacher {path} trained with --val {seen[0]} --subset {seen[1]}, the student with --val {data.val} "
+            f"--subset {data.subset}: a teacher must train on exactly the images its student may see"
+        )
+    load_weights(model, path.parent / weights["file"], weights["sha256"])
+    return model.to(device).eval().requires_grad_(False)
+
+
+def make_loss(recipe: Recipe, data: DataConfig, device: torch.device) -> Loss:
+    if recipe.distill_weight and not recipe.teacher:
+        raise UserError("a distillation weight needs a teacher (--teacher RECORD)")
+    teacher = load_teacher(recipe, data, device) if recipe.teacher else None
+    return Loss(recipe.label_smoothing, teacher, recipe.distill_weight, recipe.distill_temperature)
+
+
 class NonFiniteLoss(UserError):
     pass
 
@@ -547,7 +612,7 @@ def train(
     progress: bool = True,
     average: WeightAverage | None = None,
     precision: str = "fp32",
-    label_smoothing: float = 0.0,
+    loss_fn: Loss | None = None,
 ) -> dict[str, float]:
     """One epoch of training; returns mean loss and accuracy (%) over the epoch.
 
@@ -558,6 +623,7 @@ def train(
     """
     model.train()
     layout = memory_format(precision)
+    loss_fn = loss_fn or Loss()
 
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -569,7 +635,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            loss = loss_fn(logits, x, y)
         loss.backward()
         optimizer.step()
         if batch_scheduler is not None:
@@ -639,7 +705,7 @@ class Run:
     split: str  # "test" or "val"
     device: torch.device
     precision: str  # what training runs in: "bf16" or "fp32"
-    recipe: Recipe
+    loss: Loss
     epochs: int
     history: list[dict] = field(default_factory=list)
 
@@ -701,7 +767,7 @@ def prepare(
         split,
         device,
         trains_in,
-        recipe,
+        make_loss(recipe, data, device),
         epochs,
     )
 
@@ -724,7 +790,7 @@ def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
         progress=verbose,
         average=run.average,
         precision=run.precision,
-        label_smoothing=run.recipe.label_smoothing,
+        loss_fn=run.loss,
     )
     ev = test(run.evaluated, run.device, run.eval_loader, run.split, verbose=verbose)
     if not run.per_batch:

@@ -214,7 +214,8 @@ def test_label_smoothing_loss_matches_the_hand_computed_value():
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: train() leaves the weights as they are
     smoothing = 0.1
-    stats = utils.train(model, torch.device("cpu"), [(x, y)], optimizer, progress=False, label_smoothing=smoothing)
+    loss = utils.Loss(label_smoothing=smoothing)
+    stats = utils.train(model, torch.device("cpu"), [(x, y)], optimizer, progress=False, loss_fn=loss)
     log_p = torch.log_softmax(model(x).double(), dim=1)
     true_class = -log_p[torch.arange(16), y]
     expected = ((1 - smoothing) * true_class + smoothing * -log_p.mean(dim=1)).mean().item()
@@ -235,3 +236,39 @@ def test_recipe_optimizer_fields_reach_sgd_and_nesterov_needs_momentum():
     assert plain.param_groups[0]["momentum"] == 0.0
     with pytest.raises(utils.UserError, match="Nesterov momentum needs a momentum above 0"):
         make_optimizer(model, replace(recipe, momentum=0.0), 1, 10)
+
+
+def test_distillation_loss_matches_the_hand_computed_value():
+    """(1 - w) * CE + w * T^2 * sum_k p_teacher(k) * log(p_teacher(k) / p_student(k)), averaged over the batch."""
+    torch.manual_seed(0)
+    teacher, logits = Net("8p M 8p").eval(), torch.randn(6, 10)
+    x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    w, t = 0.7, 3.0
+    loss = utils.Loss(teacher=teacher, weight=w, temperature=t)(logits, x, y)
+    with torch.no_grad():
+        p_teacher = torch.softmax(teacher(x).double() / t, dim=1)
+    p_student = torch.softmax(logits.double() / t, dim=1)
+    kl = (p_teacher * (p_teacher.log() - p_student.log())).sum(dim=1).mean()
+    ce = -torch.log_softmax(logits.double(), dim=1)[torch.arange(6), y].mean()
+    assert loss.item() == pytest.approx(((1 - w) * ce + w * t * t * kl).item(), rel=1e-5)
+    assert utils.Loss()(logits, x, y).item() == pytest.approx(ce.item(), rel=1e-6)
+
+
+def test_a_teacher_must_have_trained_on_exactly_the_images_its_student_may_see(synthetic_root, tmp_path, capsys):
+    """A teacher that saw the validation images (or another subset) is refused; one that held them out teaches."""
+    common = ["--epochs", "1", "--subset", "256", "--data-dir", str(synthetic_root)]
+    for val in ("0", "64"):
+        argv = ["--model", "s7_10k", *common, "--val", val, "--out", str(tmp_path / f"teacher-val{val}")]
+        assert train_script.main(argv) == 0
+    saw_val = tmp_path / "teacher-val0" / "s7_10k-seed0-subset256.json"
+    held_out = tmp_path / "teacher-val64" / "s7_10k-seed0-val64-subset256.json"
+    student = ["--model", "s7_3k", *common, "--val", "64", "--distill-weight", "0.5"]
+    capsys.readouterr()  # the teachers' own output
+    assert train_script.main([*student, "--teacher", str(saw_val), "--out", str(tmp_path / "s1")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "must train on exactly the images its student may see" in err[0]
+    assert train_script.main([*student, "--teacher", str(held_out), "--out", str(tmp_path / "s2")]) == 0
+    record = json.loads((tmp_path / "s2" / "s7_3k-seed0-val64-subset256.json").read_text())
+    assert (
+        record["config"]["recipe"]["teacher"] == str(held_out) and record["config"]["recipe"]["distill_weight"] == 0.5
+    )
