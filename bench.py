@@ -45,7 +45,7 @@ from utils import (
     pick_device,
     prepare,
     resolve_precision,
-    train,
+    train_steps,
     versions,
     writable_dir,
     write_json,
@@ -83,10 +83,7 @@ def path_timer(model: str, data: DataConfig, device: torch.device, precision: st
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        loader = Batches(batches, n)
-        train(
-            run.model, device, loader, run.optimizer, None, progress=False, average=run.average, precision=run.precision
-        )
+        train_steps(run, Batches(batches, n), progress=False, schedule=False)
         return (time.perf_counter() - start) / n  # train() ends by reading its sums: a device sync
 
     step(warmup)

@@ -772,6 +772,23 @@ def prepare(
     )
 
 
+def train_steps(run: Run, batches, epoch: int = 1, progress: bool = True, schedule: bool = True) -> dict[str, float]:
+    """Train the run's net over `batches` with everything its recipe trains with (`schedule=False`: lr held)."""
+    batch_scheduler = run.scheduler if run.per_batch and schedule else None
+    return train(
+        run.model,
+        run.device,
+        batches,
+        run.optimizer,
+        batch_scheduler,
+        epoch,
+        progress=progress,
+        average=run.average,
+        precision=run.precision,
+        loss_fn=run.loss,
+    )
+
+
 def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
     """Train the next epoch, evaluate (the weight average, if any), step an epoch-wise scheduler.
 
@@ -779,19 +796,7 @@ def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
     """
     start, epoch = time.perf_counter(), len(run.history) + 1
     lr = run.optimizer.param_groups[0]["lr"]
-    batch_scheduler = run.scheduler if run.per_batch else None
-    tr = train(
-        run.model,
-        run.device,
-        run.train_loader,
-        run.optimizer,
-        batch_scheduler,
-        epoch,
-        progress=verbose,
-        average=run.average,
-        precision=run.precision,
-        loss_fn=run.loss,
-    )
+    tr = train_steps(run, run.train_loader, epoch, progress=verbose)
     ev = test(run.evaluated, run.device, run.eval_loader, run.split, verbose=verbose)
     if not run.per_batch:
         run.scheduler.step()

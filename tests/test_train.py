@@ -26,8 +26,7 @@ def one_epoch_test_accuracy(root, loader: str, seed: int) -> float:
     data = DataConfig(str(root), recipe.batch_size, loader=loader, augment=recipe.augment, seed=seed)
     run = prepare(lambda: get_model(LEARNER), recipe, data, 15, device)
     assert run.split == "test"
-    scheduler = run.scheduler if run.per_batch else None
-    utils.train(run.model, device, run.train_loader, run.optimizer, scheduler, progress=False, precision=run.precision)
+    utils.train_steps(run, run.train_loader, progress=False)
     return utils.test(run.model, device, run.eval_loader)["acc"]
 
 
