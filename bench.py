@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{model:8s} batch {r['batch_size']:3d}: fp32 reference {m['fp32']:6.2f} ms, "
                 f"default ({r['default_precision']}) {m['auto']:6.2f} ms per batch: {r['speedup']:.2f}×"
             )
-        path = out / f"bench-{device.type}.json"
+        threads = f"-{args.threads}thread" if args.threads else ""  # one file per thread count measured
+        path = out / f"bench-{device.type}{threads}.json"
     elif args.jobs_compare:
         print(
             f"{SEEDS} seeds of {args.model}: --jobs 2 takes {result['jobs_over_sequential']:.2f}× the sequential time"
