@@ -205,14 +205,15 @@ def run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
             seed = pending.pop(0)
             log_path = out / f"{run_name(argparse.Namespace(**{**vars(args), 'seed': seed}))}.log"
             log = open(log_path, "w")  # noqa: SIM115 (closed when the process ends)
+            flags = seed_command(argv, seed)
             proc = subprocess.Popen(
-                [sys.executable, str(HERE / "train.py"), *seed_command(argv, seed)],
+                [sys.executable, str(HERE / "train.py"), *flags],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             running[proc] = (seed, log, log_path)
-            print(f"seed {seed}: started ({shlex.join(['python', 'train.py', *seed_command(argv, seed)])})")
+            print(f"seed {seed}: started ({shlex.join(['python', 'train.py', *flags])})")
         time.sleep(0.2)
         for proc in [p for p in running if p.poll() is not None]:
             seed, log, log_path = running.pop(proc)
