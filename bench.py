@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -52,13 +52,35 @@ from utils import (
 )
 
 SEEDS = 5  # seeds of the --jobs comparison
-LEVERS = {  # name -> (autocast to bf16, channels-last, torch.compile)
-    "fp32": (False, False, False),
-    "fp32 channels-last": (False, True, False),
-    "bf16": (True, False, False),
-    "bf16 channels-last": (True, True, False),
-    "bf16 channels-last compiled": (True, True, True),
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One way to run the bare training step."""
+
+    bf16: bool = False  # autocast to bfloat16
+    channels_last: bool = False
+    compile: str | None = None  # torch.compile's mode; "reduce-overhead" replays CUDA graphs
+    fused: bool = False  # SGD's fused CUDA kernel instead of its foreach one
+
+
+LEVERS = {
+    "fp32": Lever(),
+    "fp32 channels-last": Lever(channels_last=True),
+    "bf16": Lever(bf16=True),
+    "bf16 channels-last": Lever(bf16=True, channels_last=True),
+    "bf16 channels-last compiled": Lever(bf16=True, channels_last=True, compile="default"),
 }
+CUDA_LEVERS = {  # the CPU's, plus what only CUDA has
+    **LEVERS,
+    "fp32 fused SGD": Lever(fused=True),
+    "fp32 CUDA graphs": Lever(compile="reduce-overhead"),
+    "bf16 channels-last CUDA graphs": Lever(bf16=True, channels_last=True, compile="reduce-overhead"),
+}
+
+
+def levers_for(device: torch.device) -> dict[str, Lever]:
+    return CUDA_LEVERS if device.type == "cuda" else LEVERS
 
 
 class Batches:
@@ -96,14 +118,13 @@ def iter_forever(loader) -> Iterator:
         yield from loader
 
 
-def lever_timer(model: str, batch_size: int, device: torch.device, lever: str, warmup: int) -> Callable:
+def lever_timer(model: str, batch_size: int, device: torch.device, lever: Lever, warmup: int) -> Callable:
     """The bare training step of `model` on one random batch, with one combination of the levers."""
-    bf16, channels_last, compiled = LEVERS[lever]
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = torch.channels_last if lever.channels_last else torch.contiguous_format
     torch.manual_seed(0)
     net = get_model(model).to(device, memory_format=layout)
-    forward = torch.compile(net) if compiled else net
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    forward = torch.compile(net, mode=lever.compile) if lever.compile else net
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, fused=lever.fused or None)
     x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (batch_size,), device=device)
 
@@ -111,7 +132,7 @@ def lever_timer(model: str, batch_size: int, device: torch.device, lever: str, w
         start = time.perf_counter()
         for _ in range(n):
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=lever.bf16):
                 loss = F.cross_entropy(forward(x), y)
             loss.backward()
             optimizer.step()
@@ -122,18 +143,29 @@ def lever_timer(model: str, batch_size: int, device: torch.device, lever: str, w
     return step
 
 
-def profile(timer: Callable, batches: int, top: int = 12) -> list[dict]:
-    """Where the default path's time goes: the operators with the most self time over `batches` batches."""
+def profile(timer: Callable, batches: int, top: int = 12) -> dict:
+    """Where the default path's time goes: the operators with the most self time over `batches` batches.
+
+    On a GPU it also gives each operator's kernel time and the share of the wall time the GPU was
+    busy at all: far below 1 means the GPU waits for Python and kernel launches.
+    """
     from torch.profiler import profile as torch_profile
 
     with torch_profile() as prof:
-        timer(batches)
+        wall = timer(batches) * batches
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return [
-        {"op": e.key, "ms_per_batch": e.self_cpu_time_total / 1000 / batches, "share": e.self_cpu_time_total / total}
-        for e in events[:top]
+    device_us = [getattr(e, "self_device_time_total", 0) for e in events]
+    rows = [
+        {
+            "op": e.key,
+            "ms_per_batch": e.self_cpu_time_total / 1000 / batches,
+            "share": e.self_cpu_time_total / total,
+            "device_ms_per_batch": us / 1000 / batches,
+        }
+        for e, us in list(zip(events, device_us, strict=True))[:top]
     ]
+    return {"ops": rows, "wall_ms_per_batch": 1000 * wall / batches, "device_busy_share": sum(device_us) / 1e6 / wall}
 
 
 def alternate(timers: dict[str, Callable], batches: int, repeats: int, label: str) -> dict[str, list[float]]:
@@ -164,7 +196,10 @@ def compare(args, device: torch.device) -> dict:
         if args.profile:
             entry["profile_default_path"] = profile(paths["auto"], args.batches)
         if args.levers:
-            timers = {lever: lever_timer(model, recipe.batch_size, device, lever, args.warmup) for lever in LEVERS}
+            timers = {
+                name: lever_timer(model, recipe.batch_size, device, lever, args.warmup)
+                for name, lever in levers_for(device).items()
+            }
             lever_times = alternate(timers, args.batches, args.repeats, f"{model} step")
             entry["levers_median_ms_per_batch"] = {k: 1000 * statistics.median(v) for k, v in lever_times.items()}
         results[model] = entry

@@ -33,6 +33,7 @@ from utils import (
     Run,
     UserError,
     device_description,
+    first_line,
     fit,
     git_commit,
     load_checkpoint,
@@ -145,6 +146,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="auto",
         choices=PRECISIONS,
         help="what training computes in: auto (the recipe's, fp32 where the device has no fast bf16), bf16 or fp32",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="CUDA: deterministic kernels only, so runs repeat and resume bit for bit; slower (CPU runs always do)",
     )
     p.add_argument(
         "--jobs",
@@ -280,9 +286,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         check_same_config(saved["config"], config, resume_path)
 
     started = time.perf_counter()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    run = prepare(lambda: get_model(args.model), recipe, data, args.epochs, device, precision)
+    run = prepare(lambda: get_model(args.model), recipe, data, args.epochs, device, precision, args.deterministic)
     params, budget = count_parameters(run.model), MODELS[args.model].budget
     print(f"model {args.model}: {params:,} parameters" + (f" (budget < {budget:,})" if budget else ""))
     print(
@@ -307,9 +311,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         resume = resume_command(argv, args.seed)
         print(f"\ninterrupted: {where}" + (f"; resume with: {resume}" if done else ""), file=sys.stderr)
         return 130
+    except RuntimeError as err:
+        if args.deterministic and "deterministic" in str(err):
+            raise UserError(f"--deterministic: {first_line(err)}") from None
+        raise
 
     result = run_record(args.model, run.model, args.seed, device, command, commit, config, run.split, history)
-    result.update(resumed_after_epoch=saved["epoch"] if saved else None, setup_time_s=setup_time)
+    result.update(
+        resumed_after_epoch=saved["epoch"] if saved else None, setup_time_s=setup_time, deterministic=args.deterministic
+    )
     result["weights"] = save_weights(run.evaluated, out / f"{name}{WEIGHTS_SUFFIX}")
     write_json(out / f"{name}.json", result)
     final = history[-1][f"{run.split}_acc"]

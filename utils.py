@@ -195,6 +195,21 @@ def memory_format(precision: str) -> torch.memory_format:
     return torch.channels_last if precision == "bf16" else torch.contiguous_format
 
 
+def configure_backends(device: torch.device, deterministic: bool = False) -> None:
+    """cuDNN picks its fastest kernels per shape, unless the run asks for determinism.
+
+    `deterministic` makes CUDA runs repeat bit for bit (and a resumed run match an uninterrupted
+    one): deterministic cuDNN and cuBLAS kernels, and an error naming any op that has none. It
+    changes nothing on the CPU, whose kernels are deterministic already.
+    """
+    if device.type == "cuda":
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -304,8 +319,9 @@ def random_affine(x: Tensor, generator: torch.Generator, aug: Augment = Augment(
     b, _, h, w = x.shape
     u = torch.rand(b, 3, device=x.device, generator=generator) * 2 - 1
     angle = u[:, 0] * math.radians(aug.degrees)
-    shift = torch.round(u[:, 1:] * aug.translate * torch.tensor([w, h], device=x.device))
-    tx, ty = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h  # pixels -> affine_grid's [-1, 1] units
+    # Python numbers, not a tensor of (w, h): building one would copy to the GPU and wait for it every batch.
+    tx = 2 * torch.round(u[:, 1] * aug.translate * w) / w  # whole pixels -> affine_grid's [-1, 1] units
+    ty = 2 * torch.round(u[:, 2] * aug.translate * h) / h
     zoom = 1 + aug.scale * (torch.rand(b, device=x.device, generator=generator) * 2 - 1) if aug.scale else 1
     cos, sin = angle.cos() / zoom, angle.sin() / zoom
     # affine_grid maps output to input coordinates, so it takes the inverse of zoom-rotate-then-shift.
@@ -743,14 +759,16 @@ def prepare(
     epochs: int,
     device: torch.device,
     precision: str = "auto",
+    deterministic: bool = False,
 ) -> Run:
     """Seed, load the data, build the net, its optimizer and weight average: always in this order.
 
     The order fixes which random numbers each part draws, so the same seed gives the same run
     from every caller. `precision` is "auto" (the recipe's where the device runs it fast), "bf16"
-    or "fp32" (see `resolve_precision`).
+    or "fp32" (see `resolve_precision`); `deterministic` see `configure_backends`.
     """
     trains_in = resolve_precision(recipe, device, precision)
+    configure_backends(device, deterministic)
     seed_everything(data.seed)
     train_loader, eval_loader, split = make_loaders(data, device)
     model = build().to(device, memory_format=memory_format(trains_in))
@@ -1047,7 +1065,7 @@ CODE_FILES = ("*.py", "*.ipynb", "requirements*.txt")  # what decides a run's nu
 
 
 def git_commit() -> str:
-    """The repository's HEAD, or 'unknown'; '+dirty' when tracked code differs from it.
+    """The repository's HEAD, or $GIT_COMMIT, or 'unknown'; '+dirty' when tracked code differs from HEAD.
 
     Only code counts: a notebook run rewrites the tracked images while it runs, which does not
     change what ran.
@@ -1066,8 +1084,8 @@ def git_commit() -> str:
             text=True,
             check=True,
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git: its sender may say
+        return os.environ.get("GIT_COMMIT", "unknown")
     return sha + ("+dirty" if dirty else "")
 
 

@@ -26,8 +26,12 @@ def data(tmp_path_factory):
 
 
 def args(data, out, *extra):
-    """s7_8k with a weight average, so that resuming must restore both the live and the averaged weights."""
-    return ["--model", "s7_8k", "--epochs", EPOCHS, "--ema", "0.99", "--data-dir", str(data), "--out", str(out), *extra]
+    """s7_8k with a weight average, so that resuming must restore both the live and the averaged weights.
+
+    On the CPU, where every kernel is deterministic: test_cuda.py resumes on a GPU.
+    """
+    return ["--model", "s7_8k", "--epochs", EPOCHS, "--ema", "0.99", "--data-dir", str(data), "--out", str(out),
+            "--device", "cpu", *extra]  # fmt: skip
 
 
 def run_file(out):

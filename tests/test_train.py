@@ -94,7 +94,8 @@ def test_weight_average_is_an_ema_with_a_warm_up_that_training_never_reads(synth
 
 
 def smoke_args(root, out, *extra):
-    return ["--model", "s7_8k", "--epochs", "2", "--subset", "256", "--data-dir", str(root), "--out", str(out), *extra]
+    return ["--model", "s7_8k", "--epochs", "2", "--subset", "256", "--data-dir", str(root), "--out", str(out),
+            "--device", "cpu", *extra]  # fmt: skip
 
 
 def test_cli_smoke_run_writes_a_complete_results_json(synthetic_root, tmp_path):
