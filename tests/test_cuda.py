@@ -112,15 +112,16 @@ def test_deterministic_cuda_runs_repeat_and_resume_bit_for_bit(data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_cuda_resume_without_determinism_stays_within_its_noise(data, tmp_path):
-    """cuDNN's fastest kernels may add in any order: a resumed run drifts by rounding, no more."""
-    reference = run(data, tmp_path / "a")
+def test_cuda_resume_without_determinism_drifts_no_more_than_a_rerun_does(data, tmp_path):
+    """cuDNN's fastest kernels add in any order, so two runs part after a few steps and drift apart.
+
+    A resumed run may drift from the uninterrupted one as far as a plain re-run does, not further.
+    """
+    reference, rerun = run(data, tmp_path / "a"), run(data, tmp_path / "b")
     resumed_dir = tmp_path / "resumed"
     kill_after_first_checkpoint(cuda_args(data, resumed_dir), resumed_dir / "s7_8k-seed0.pt")
     resumed = run(data, resumed_dir, "--resume")
-    gap = largest_gap(resumed, reference)
-    print(f"largest relative loss gap, resumed against uninterrupted: {gap:.2e}")
-    assert gap < 0.02
-    assert all(
-        abs(x["test_acc"] - y["test_acc"]) <= 1.0 for x, y in zip(resumed["epochs"], reference["epochs"], strict=True)
-    )
+    noise, gap = largest_gap(rerun, reference), largest_gap(resumed, reference)
+    print(f"largest relative loss gap to the uninterrupted run: re-run {noise:.2e}, resumed {gap:.2e}")
+    assert resumed["resumed_after_epoch"] >= 1
+    assert gap <= 5 * noise + 1e-3

@@ -1,11 +1,13 @@
 """The notebook runs top to bottom, headless, in smoke mode: a broken cell fails the suite."""
 
 import json
+import math
 import subprocess
 import sys
 
 import nbformat
 import pytest
+import torch
 from conftest import ROOT, assert_one_line_error
 
 import run_notebook
@@ -32,10 +34,16 @@ def test_notebook_runs_headless_in_smoke_mode(synthetic_root, tmp_path):
     assert [e["epoch"] for e in record["epochs"]] == [1, 2] and record["command"] == "S6_part2.ipynb"
 
     # the same run from the command line: one training path, so the same numbers epoch for epoch
+    # (on a GPU, where the notebook trains, up to the rounding of cuDNN's non-deterministic kernels)
     cli = ["--model", "s7_8k", "--epochs", "2", "--subset", "256", "--data-dir", str(synthetic_root)]
     assert train_script.main([*cli, "--out", str(tmp_path / "cli")]) == 0
     by_cli = json.loads((tmp_path / "cli" / "s7_8k-seed0-subset256.json").read_text())
-    assert epoch_metrics(record) == epoch_metrics(by_cli) and record["config"] == by_cli["config"]
+    assert record["config"] == by_cli["config"]
+    if torch.cuda.is_available():
+        for ours, theirs in zip(epoch_metrics(record), epoch_metrics(by_cli), strict=True):
+            assert ours.keys() == theirs.keys() and all(math.isclose(ours[k], theirs[k], rel_tol=1e-2) for k in ours)
+    else:
+        assert epoch_metrics(record) == epoch_metrics(by_cli)
 
 
 def test_a_failed_run_leaves_the_notebook_byte_identical(synthetic_root, tmp_path, monkeypatch, capsys):

@@ -24,7 +24,7 @@ def record(folder, name):
 
 def test_train_py_and_a_sweep_trial_of_the_same_net_and_recipe_reach_the_same_numbers(synthetic_root, tmp_path):
     """The study's reference with ema=0.999 is s7_4k with its recipe: the trial must repeat train.py epoch for epoch."""
-    data = ["--data-dir", str(synthetic_root), "--out", str(tmp_path)]
+    data = ["--data-dir", str(synthetic_root), "--out", str(tmp_path), "--device", "cpu"]
     assert train_script.main(["--model", "s7_4k", *TINY, *data]) == 0
     by_train = [e["val_acc"] for e in record(tmp_path, "s7_4k-seed0-val64-subset448")["epochs"]]
 
@@ -36,7 +36,8 @@ def test_train_py_and_a_sweep_trial_of_the_same_net_and_recipe_reach_the_same_nu
 
 
 def test_jobs_runs_each_seed_exactly_as_it_runs_alone_on_one_thread(synthetic_root, tmp_path):
-    common = ["--model", "s7_8k", "--epochs", "1", "--subset", "256", "--data-dir", str(synthetic_root)]
+    common = ["--model", "s7_8k", "--epochs", "1", "--subset", "256", "--data-dir", str(synthetic_root),
+              "--device", "cpu"]  # fmt: skip
     proc = run_cli(*common, "--out", str(tmp_path / "jobs"), "--seeds", "3", "4", "--jobs", "2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "seed 3: final test accuracy" in proc.stdout and "seed 4: final test accuracy" in proc.stdout
