@@ -50,6 +50,9 @@ FRONTIER = (8_000, 5_000, 4_000, 3_000)  # the budgets whose net and recipe a sw
 ALONE, MAX_RUN_S = "cpu (2 threads)", 300  # a student's 2-core laptop: a published net trains in 5 minutes
 MAX_JOBS_RATIO = 0.6  # 5 seeds with --jobs 2 against one after another on 2 threads
 SPEEDUP_GOALS = {"s6": 1.5, "s7_8k": 2.0, "s7_4k": 2.0, "s7_3k": 2.0}  # training step, default path over fp32
+LOADER_GOALS = {"cpu": 1.3, "cuda": 10.0}  # fast (on-device) loader over the classic DataLoader, images/s
+GPU = HERE / "results" / "gpu"  # runs made on a lent CUDA GPU (.ci/gpu), kept apart from the CPU's published ones
+GPU_RUN_GOALS_S = {"s6": 10}  # a full 15-epoch run alone on the GPU, data included
 SUPERSEDED = HERE / "results" / "superseded"  # a folder per generation of designs whose names now mean newer nets
 STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
 PRECISION = STUDIES / "precision"  # the same recipe and seeds trained in bf16 and in fp32, scored on validation
@@ -299,7 +302,8 @@ STORY = [
         "Get the pipeline right with a big, plain CNN: convs 32-64-128-256, two max-pools, FC 4096 → 50 → 10.",
         "{params} parameters, {fc:.0%} of them in the first fully connected layer, no BatchNorm, no augmentation "
         "and no global pooling. The budgeted nets keep the 3x3 stacks and max-pool, and replace the FC head by a "
-        "1x1 convolution to 10 maps plus global average pooling.",
+        "1x1 convolution to 10 maps plus global average pooling. Over 15 epochs it ends {delta:+.2f} points against "
+        "s6's mean, with train accuracy {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %).",
     ),
     Step(
         "s6",
@@ -423,8 +427,13 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
     searched = searched_nets()
     steps = [*STORY, *(Step(m, FRONTIER_TARGET, FRONTIER_ANALYSIS) for m in searched)]
     rows = ["| step | target | result | analysis |", "|---|---|---|---|"]
+    on_gpu = load_runs(GPU)
     for step in steps:
         group = [r for r in (superseded if step.superseded else runs) if r["model"] == step.model]
+        where = ""
+        if not group and not step.superseded:  # a step not run on the CPU may have run on a lent GPU
+            group = [r for r in on_gpu if r["model"] == step.model]
+            where = f" on {group[0]['device']} (`results/gpu/`)" if group else ""
         if step.superseded and not group:
             continue  # a superseded design is told by its runs; its name may belong to a newer net now
         params = group[0]["params"] if group else count_parameters(get_model(step.model))
@@ -453,7 +462,7 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
             result = (
                 f"{params:,} parameters; {s['seeds_at_target_last3']} of {len(group)} seeds hold ≥ {TARGET} % in each "
                 f"of the last 3 epochs; final {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % "
-                f"(min {s['final_acc_min']:.2f} %)"
+                f"(min {s['final_acc_min']:.2f} %){where}"
             )
         else:
             where = "results/superseded" if step.superseded else "results"
@@ -490,12 +499,11 @@ def loader_table(folder: Path) -> str:
     lines = []
     for path in sorted(folder.glob("bench-loaders-*.json")):
         b = read_json(path, ("device", "model", "batch_size", "median_images_per_s", "fast_over_classic"))
-        m = b["median_images_per_s"]
-        target = " (target ≥ 1.3×: " + ("met" if b["fast_over_classic"] >= 1.3 else "**missed**") + ")"
+        m, goal = b["median_images_per_s"], LOADER_GOALS.get(path.stem.removeprefix("bench-loaders-"))
+        verdict = f" (goal ≥ {goal:g}×: {'met' if b['fast_over_classic'] >= goal else '**missed**'})" if goal else ""
         lines.append(
             f"| {b['device']} | `{b['model']}` | {b['batch_size']} | {m['fast']:,.0f} | {m['classic']:,.0f} "
-            f"| {b['fast_over_classic']:.2f}×{target if path.stem == 'bench-loaders-cpu' else ''} "
-            f"| median of {b['repeats']} × {b['timed_batches']} batches |"
+            f"| {b['fast_over_classic']:.2f}×{verdict} | median of {b['repeats']} × {b['timed_batches']} batches |"
         )
     if not lines:
         return "_No loader benchmark yet: run `python bench.py`._"
@@ -523,8 +531,7 @@ def step_table(folder: Path) -> str:
         return "_No step benchmark yet: run `python bench.py --compare`._"
     head = "| device | model | batch | fp32 reference, ms/batch | default path, ms/batch | speed-up | evidence |"
     table = "\n".join([head, "|---|---|---|---|---|---|---|", *lines])
-    if levers:
-        names = levers[0][0]
+    for names in dict.fromkeys(tuple(n) for n, _ in levers):  # a table per set of levers (CUDA has more)
         table += (
             "\n\nEach lever alone (`--levers`: the bare training step on one random batch, ms per batch):\n\n"
             + "| device | model | "
@@ -532,7 +539,7 @@ def step_table(folder: Path) -> str:
             + " |\n|"
             + "---|" * (len(names) + 2)
             + "\n"
-            + "\n".join(row for _, row in levers)
+            + "\n".join(row for n, row in levers if tuple(n) == names)
         )
     return table
 
@@ -628,6 +635,63 @@ def full_run_times(runs: list[dict]) -> str:
     return "\n".join([head, *rows])
 
 
+def alone_time(run: dict, goal: float | None) -> str:
+    verdict = f" (goal ≤ {goal} s: {'met' if wall_time(run) <= goal else '**missed**'})" if goal else ""
+    return f"{wall_time(run):.0f} s{verdict}"
+
+
+def mean_std(s: dict) -> str:
+    return f"{s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} %"
+
+
+def gpu_profile(path: Path = HERE / "results" / "bench-cuda.json") -> str:
+    """What `bench.py --compare --profile` saw on the GPU: how much of a step's wall time the GPU computed."""
+    if not path.exists():
+        return ""
+    lines = []
+    for model, r in read_json(path, ("device", "compare"))["compare"].items():
+        p = r.get("profile_default_path")
+        if isinstance(p, dict):  # bench.py's CPU profiles, written before, hold the op list alone
+            top = p["ops"][0]
+            lines.append(
+                f"Profile of `{model}`'s default path (`{path.name}`, under the profiler): the GPU computes "
+                f"{100 * p['device_busy_share']:.0f} % of the {p['wall_ms_per_batch']:.1f} ms a batch takes; the "
+                f"op with the most host time is `{top['op']}`, {top['ms_per_batch']:.2f} ms per batch."
+            )
+    return "\n\n".join(lines)
+
+
+def gpu_runs(folder: Path = GPU, cpu_summary: dict[str, dict] | None = None) -> str:
+    """The runs made on a GPU: per model, how many seeds hold the target, next to the CPU's, and the time alone."""
+    runs = load_runs(folder)
+    if not runs:
+        return "_No run on a GPU yet: see `.ci/gpu`._"
+    rows = []
+    for model, s in summarize(runs).items():
+        group = [r for r in runs if r["model"] == model]
+        alone = [r for r in group if "--threads 1" not in r["command"]]  # --jobs runs each have one thread
+        beside = [wall_time(r) for r in group if r not in alone]
+        cpu = (cpu_summary or {}).get(model)
+        cells = [
+            f"`{model}`",
+            group[0]["device"],
+            str(len(group)),
+            mean_std(s),
+            f"{min(min(test_accs(r)[-3:]) for r in group):.2f} %",
+            f"{s['seeds_at_target_last3']} of {len(group)}",
+            ", ".join(alone_time(r, GPU_RUN_GOALS_S.get(model)) for r in alone) or "—",
+            f"{statistics.median(beside):.0f} s" if beside else "—",
+            f"{mean_std(cpu)} ({len(cpu['seeds'])} seeds)" if cpu else "—",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    head = (
+        "| model | device | seeds | final test acc, mean ± std | lowest of any last-3 epoch | seeds holding "
+        f"{TARGET} % | full run alone, data included | median run beside 7–15 others | on the CPU (`results/`) |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    return "\n\n".join(filter(None, ["\n".join([head, *rows]), gpu_profile()]))
+
+
 def wall_time(run: dict) -> float:
     """Data loading and all epochs; not the few seconds Python takes to import torch."""
     return run["train_time_s"] + run.get("setup_time_s", 0)
@@ -648,10 +712,24 @@ def notebook_run(folder: Path = HERE / "results") -> str:
             f"The committed notebook run (`{nb['model']}`, seed {nb['seed']}, {len(accs)} epochs on {nb['device']}): "
             f"final test accuracy {accs[-1]:.2f} %, last 3 epochs ≥ {min(accs[-3:]):.2f} %"
         )
-        cli = folder / f"{nb['model']}-seed{nb['seed']}.json"
-        if cli.exists():
-            same = epoch_metrics(nb) == epoch_metrics(read_json(cli, RUN_KEYS))
-            line += f"; per-epoch metrics {'identical to' if same else '**different from**'} `{cli.name}` (train.py)"
+        name = f"{nb['model']}-seed{nb['seed']}.json"
+        same_device = [
+            (p, r)
+            for p in (folder / name, folder / "gpu" / name)
+            if p.exists() and (r := read_json(p, RUN_KEYS))
+            if r["device"] == nb["device"]
+        ]
+        for path, cli in same_device:
+            where = path.relative_to(folder).as_posix()
+            if epoch_metrics(nb) == epoch_metrics(cli):
+                line += f"; per-epoch metrics identical to `{where}` (train.py, same device)"
+            elif nb["device"].startswith("cpu"):
+                line += f"; per-epoch metrics **different from** `{where}` (train.py, same device)"
+            else:  # cuDNN's fastest kernels are not deterministic: two CUDA runs part after a few steps
+                line += (
+                    f"; `{where}` (train.py on the same GPU, not bit-identical there without `--deterministic`) "
+                    f"ended at {test_accs(cli)[-1]:.2f} %"
+                )
         lines.append(line + ".")
     return "\n\n".join(lines) or "_The notebook has not been run in full yet._"
 
@@ -713,6 +791,7 @@ def render(
     readme = replace_block(readme, "superseded", summary_table(summarize(superseded)))
     readme = replace_block(readme, "speed", speed())
     readme = replace_block(readme, "notebook", notebook_run())
+    readme = replace_block(readme, "gpu", gpu_runs(cpu_summary=summary))
     per_run = "\n\n<details><summary>Every run</summary>\n\n" + results_table(runs) + "\n\n</details>"
     return replace_block(readme, "results", note + summary_table(summary) + per_run)
 
