@@ -3,6 +3,7 @@
     python train.py                        # s6, 15 epochs, its recipe -> results/s6-seed0.json
     python train.py --model s7_8k --seed 3 --data-dir ../shared/data
     python train.py --model s7_8k --resume # continue from results/s7_8k-seed0.pt
+    python train.py --deterministic        # on a GPU: deterministic kernels, runs repeat bit for bit
 
 Same code path as the notebook: models from model.py, data and loops from utils.py. After each
 epoch a checkpoint (weights, optimizer, scheduler, every RNG state) is written atomically, so a

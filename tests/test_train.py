@@ -272,3 +272,16 @@ def test_a_teacher_must_have_trained_on_exactly_the_images_its_student_may_see(s
     assert (
         record["config"]["recipe"]["teacher"] == str(held_out) and record["config"]["recipe"]["distill_weight"] == 0.5
     )
+
+
+def test_deterministic_flag_is_recorded_and_changes_nothing_on_the_cpu(synthetic_root, tmp_path):
+    """CPU kernels are deterministic already: the flag only matters on a GPU (tests/test_cuda.py)."""
+    records = []
+    for out, extra in (("plain", ()), ("deterministic", ("--deterministic",))):
+        proc = run_cli(*smoke_args(synthetic_root, tmp_path / out, "--threads", "1", *extra))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        records.append(json.loads((tmp_path / out / "s7_8k-seed0-subset256.json").read_text()))
+    plain, deterministic = records
+    assert plain["deterministic"] is False and deterministic["deterministic"] is True
+    assert epoch_metrics(plain) == epoch_metrics(deterministic)
+    assert plain["weights"]["sha256"] == deterministic["weights"]["sha256"]
