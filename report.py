@@ -362,6 +362,19 @@ STORY = [
         )
         for model in ("s7_8k", "s7_4k", "s7_3k")
     ),
+    *(
+        Step(
+            f"{model} (earlier cpu)",
+            "The net and recipe that `{successor}` below keeps, trained in fp32 on an earlier 2-core CPU, before "
+            "the weights of a run were kept.",
+            "Mean final accuracy {mean:.2f} % over {n} seeds ({delta:+.2f} points against s6's runs now). "
+            "**Superseded** by `{successor}`: the same net, recipe and precision run again on this machine, which "
+            "does not repeat the earlier CPU's runs bit for bit, so that its weights could be committed and checked "
+            "by `verify.py`; these runs are in `results/superseded/earlier-cpu/`.",
+            superseded=True,
+        )
+        for model in ("s6", "s7_10k")
+    ),
     Step(
         "s6 (bf16 before validation)",
         "s6's recipe in bf16, applied to every net once s7_4k's recipe had scored the same in bf16 and fp32 on "

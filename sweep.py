@@ -18,6 +18,9 @@ the whole study. After every trial the whole study is exported to
 per-epoch validation accuracy and state (complete, pruned, rejected over budget, or failed when
 its worker died). Run the same command again to continue a study or to export it again.
 
+With `--teacher RECORD` (a train.py run of a bigger net made with the same `--val`), the study
+also draws how much of the loss is distillation from that net (`DISTILL_WEIGHTS`).
+
 Stage 2 (`--confirm 3 --confirm-seeds 1 2 3`): one seed's score is partly luck, so the best 3
 distinct trials train again on 3 more seeds, still on validation; the export's `confirmation`
 holds each one's per-seed scores and `winner` the trial with the best mean. That winner, not
@@ -52,6 +55,7 @@ from utils import (
     first_line,
     fit,
     git_commit,
+    load_teacher,
     make_loaders,
     pick_device,
     prepare,
@@ -90,7 +94,10 @@ def stage(width: int, depth: int, kind: str, residual: bool, share: bool) -> lis
     return [block, *(["[", *[block] * rest, "]"] if residual else [block] * rest)]
 
 
-def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
+DISTILL_WEIGHTS = [0.0, 0.5, 0.8]  # share of the loss learnt from the teacher, when the study has one
+
+
+def suggest(trial: optuna.Trial, teacher: str = "") -> tuple[str, float, Recipe]:
     """Draw a net and its recipe.
 
     The family: three stages of `depth` 3x3 convolutions at 28, 14 and 7 px with a max-pool
@@ -100,7 +107,7 @@ def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
     group. The recipe: OneCycle SGD annealing to ~0 at the last batch, with OneCycle's cycled
     momentum, plain SGD or a fixed 0.9 (Nesterov or not), weight decay, label smoothing, batch
     size, augmentation strength and probability, and whether a moving average of the weights is
-    what gets evaluated.
+    what gets evaluated; with a `teacher` (a run record), how much of the loss is distillation.
     """
     depth = trial.suggest_int("depth", 2, 3)
     w1 = trial.suggest_int("w1", 4, 8, step=2)  # the 28 px stage costs most CPU time per parameter
@@ -115,6 +122,7 @@ def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
                        *last])  # fmt: skip
     dropout = trial.suggest_float("dropout", 0.0, 0.1)
     momentum = trial.suggest_categorical("momentum", ["cycle", 0.0, 0.9])
+    distill = trial.suggest_categorical("distill_weight", DISTILL_WEIGHTS) if teacher else 0.0
     recipe = Recipe(
         lr=trial.suggest_float("lr", 0.03, 0.3, log=True),
         momentum=0.9 if momentum == "cycle" else momentum,
@@ -134,12 +142,14 @@ def suggest(trial: optuna.Trial) -> tuple[str, float, Recipe]:
         ),
         ema=trial.suggest_categorical("ema", [0.0, 0.999]),
         precision="bf16",  # where the device has it: the same scores as fp32 on validation, faster
+        teacher=teacher if distill else "",
+        distill_weight=distill,
     )
     return layers, dropout, recipe
 
 
 def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.device) -> float:
-    layers, dropout, recipe = suggest(trial)
+    layers, dropout, recipe = suggest(trial, args.teacher)
     model = Net(layers, dropout)
     params = count_parameters(model)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -363,6 +373,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument(
+        "--teacher",
+        default="",
+        metavar="RECORD",
+        help="a train.py run record (trained with the same --val) to distil from: adds distill_weight to the space",
+    )
+    p.add_argument(
         "--confirm",
         type=positive_int,
         help="stage 2: train the best N distinct trials again on each --confirm-seeds seed (e.g. 3)",
@@ -390,7 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = pick_device(args.device)
         out = writable_dir(args.out)
-        make_loaders(DataConfig(args.data_dir, subset=args.subset, val=args.val), device)  # bad data: fail now
+        data = DataConfig(args.data_dir, subset=args.subset, val=args.val)
+        make_loaders(data, device)  # bad data: fail now
+        if args.teacher:
+            load_teacher(Recipe(teacher=args.teacher), data, device)  # a teacher that cannot teach: fail now
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

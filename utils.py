@@ -184,10 +184,11 @@ def resolve_precision(recipe: Recipe, device: torch.device, asked: str = "auto")
     """
     if asked not in PRECISIONS:
         raise UserError(f"unknown precision '{asked}'; known: {', '.join(PRECISIONS)}")
-    if asked == "bf16" and not bf16_is_fast(device):
+    fast = bf16_is_fast(device)
+    if asked == "bf16" and not fast:
         raise UserError(f"--precision bf16: {device_description(device)} has no fast bfloat16; use fp32 or auto")
     wanted = recipe.precision if asked == "auto" else asked
-    return "bf16" if wanted == "bf16" and bf16_is_fast(device) else "fp32"
+    return "bf16" if wanted == "bf16" and fast else "fp32"
 
 
 def memory_format(precision: str) -> torch.memory_format:

@@ -191,7 +191,8 @@ def test_every_net_of_the_family_builds_and_trials_drawn_before_it_grew_mean_wha
     for budget in report.FRONTIER:
         study = json.loads((ROOT / "results" / "validation" / f"budget-{budget}.json").read_text())
         for t in (t for t in study["trials"] if "recipe" in t):
-            layers, _, recipe = sweep.suggest(optuna.trial.FixedTrial({**sweep.REFERENCE, **t["suggested"]}))
+            teacher = t["recipe"].get("teacher", "")
+            layers, _, recipe = sweep.suggest(optuna.trial.FixedTrial({**sweep.REFERENCE, **t["suggested"]}), teacher)
             recorded = recipe_from_dict(t["recipe"])
             assert layers == t["layers"] and replace(recipe, precision=recorded.precision) == recorded
 
@@ -204,3 +205,18 @@ def test_the_public_recipe_as_published_is_asked_of_every_study(synthetic_root, 
     assert public["asked_for"] == sweep.PUBLIC_LABEL
     assert public["recipe"]["batch_size"] == 32 and public["recipe"]["momentum"] == 0.0
     assert public["recipe"]["cycle_momentum"] is False and public["layers"] == "4p 4p 4p M 8p 8p 8p M 8p 8p 8p"
+
+
+def test_a_study_with_a_teacher_searches_how_much_to_distil(tmp_path, synthetic_root):
+    teacher = "results/validation/teachers/s6-seed0-val5000.json"
+    for weight in sweep.DISTILL_WEIGHTS:
+        _, _, recipe = sweep.suggest(optuna.trial.FixedTrial({**sweep.REFERENCE, "distill_weight": weight}), teacher)
+        assert recipe.distill_weight == weight and recipe.teacher == (teacher if weight else "")
+    _, _, alone = sweep.suggest(optuna.trial.FixedTrial(sweep.REFERENCE))
+    assert alone.distill_weight == 0.0 and alone.teacher == ""
+    proc = subprocess.run(
+        [sys.executable, "sweep.py", "--budget", "4000", "--val", "64", "--teacher", str(tmp_path / "none.json"),
+         "--data-dir", str(synthetic_root), "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert_one_line_error(proc, "none.json is not a run record of train.py with weights")
