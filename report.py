@@ -255,10 +255,18 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
+def distilled(name: str) -> str:
+    """ ", distilled from <teacher record>" for a net whose recipe learns from a teacher; else nothing."""
+    recipe = RECIPES.get(name)
+    if not (recipe and recipe.teacher and recipe.distill_weight):
+        return ""
+    return f"; distilled from `{recipe.teacher}` ({recipe.distill_weight:.0%} of the loss)"
+
+
 def models_table() -> str:
     rows = [
         f"| `{name}` | {count_parameters(get_model(name)):,} | {f'< {spec.budget:,}' if spec.budget else '—'} "
-        f"| {spec.about} |"
+        f"| {spec.about}{distilled(name)} |"
         for name, spec in MODELS.items()
     ]
     return "\n".join(["| name | parameters | budget | design |", "|---|---|---|---|", *rows])

@@ -1,8 +1,10 @@
 import json
+from dataclasses import replace
 
 import pytest
 
 import report
+from utils import RECIPES
 
 
 def test_readme_and_summary_are_generated_from_the_committed_results():
@@ -136,3 +138,11 @@ def test_a_damaged_results_file_is_named_in_one_line(tmp_path, monkeypatch, caps
     assert report.main(["--check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "s6-seed0.json" in err[0]
+
+
+def test_the_models_table_names_the_teacher_of_a_distilled_net(monkeypatch):
+    assert "distilled" not in report.models_table()
+    recipe = replace(RECIPES["s7_3k"], teacher="results/validation/teachers/s6-seed0-val5000.json", distill_weight=0.5)
+    monkeypatch.setitem(RECIPES, "s7_3k", recipe)
+    row = next(line for line in report.models_table().splitlines() if line.startswith("| `s7_3k`"))
+    assert row.endswith("distilled from `results/validation/teachers/s6-seed0-val5000.json` (50% of the loss) |")
