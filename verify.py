@@ -9,9 +9,9 @@ validation images of a `--val` run) and compares the number of correct images wi
 final accuracy. On the kind of device the run was recorded on the count must be equal exactly.
 A run recorded on a GPU and checked on a CPU (or the other way round) runs other kernels, whose
 rounding may flip a borderline image, so there it may differ by up to GPU_TOLERANCE images, and
-the line says so. Records without weights (made before weights were saved, or superseded) are
-listed as skipped. Exit status: 0 when every checked run reproduced, 1 on any mismatch, missing
-or changed file, 2 on bad flags or data.
+the line says so. Records without weights (runs made before weights were saved, now superseded,
+and the notebook's run record) are counted as skipped. Exit status: 0 when every checked run
+reproduced, 1 on any mismatch, missing or changed file, 2 on bad flags or data.
 """
 
 import glob
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{reproduced} runs reproduced on {device_description(device)}"
         + (f", {failed} did not" if failed else "")
-        + (f"; {len(skipped)} skipped (no weights saved with them: made before weights were kept)" if skipped else "")
+        + (f"; {len(skipped)} skipped (no weights saved with them)" if skipped else "")
     )
     return 1 if failed else 0
 

@@ -95,14 +95,10 @@ def test_bad_verify_input_gets_one_line_errors(tmp_path, synthetic_root):
 
 
 def test_every_published_run_is_reproduced_from_its_committed_weights(real_root):
-    """The README's numbers, checked: each published run with weights gives its final accuracy exactly.
-
-    The searched nets' runs all have weights; s6's and s7_10k's were made on an earlier machine,
-    before weights were kept, and verify.py lists them as skipped.
-    """
+    """The README's numbers, checked: every published run has weights and gives its final accuracy exactly."""
     published = report.load_runs()
     kept = [run for run in published if "weights" in run]
-    assert {run["model"] for run in kept} >= set(report.searched_nets())
+    assert kept == published
     proc = verify("--runs", "results/*-seed*.json", "--data-dir", str(real_root))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert proc.stdout.splitlines()[-1].startswith(f"{len(kept)} runs reproduced")
