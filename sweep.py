@@ -69,8 +69,11 @@ EPOCHS = 15
 VAL = 5000  # the last 5,000 training images: scored on, never trained on
 TRIAL_SEED = 0  # every trial trains from the same seed, so trials differ by their parameters only
 STARTUP_TRIALS = 4  # random draws before TPE models the space
-PRUNE_FROM = 2  # trained trials before the pruner compares with their median ...
-PRUNE_AFTER = 4  # ... from this epoch of a trial on (epochs are reported from 1)
+# The pruner waits for 4 complete trials, and compares from epoch 10 on: at epoch 4 a OneCycle trial with a
+# long warm-up is still near its peak lr, and frontier-ii's first 25 trials were all pruned there against
+# the two reference trials' fast warm-up, whatever they would have reached.
+PRUNE_FROM = 4  # complete trials before the pruner compares with their median ...
+PRUNE_AFTER = 10  # ... after this epoch of a trial (epochs are reported from 1)
 OUT = Path("results") / "validation"
 # The first trial of every study: the public 3,762-parameter net (4-4-4 / 8-8-8 / 8-8-8, padded) with its
 # recipe (lr 0.1 reached at epoch 2, linear to 0 at 15; rotation 7 degrees, zoom 9 %, p 0.5, dropout 0.01),
