@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a trial stopped by Ctrl-C is no traceback
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     try:
         study = optuna.create_study(
@@ -447,10 +447,15 @@ def main(argv: list[str] | None = None) -> int:
             study.stop()
 
     started = time.perf_counter()
-    if trained(study) < args.trials:
-        study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])
-    if args.confirm:
-        confirm(study, args, device)
+    try:
+        if trained(study) < args.trials:
+            study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])
+        if args.confirm:
+            confirm(study, args, device)
+    except KeyboardInterrupt:  # Optuna has marked the trial in progress failed; the study keeps the rest
+        export(study, path, args)
+        print(f"\ninterrupted: {path} holds the study so far; run the same command to continue it", file=sys.stderr)
+        return 130
     export(study, path, args)
     best = study.best_trial if any(t.state.name == "COMPLETE" for t in study.trials) else None
     print(f"{trained(study)} trained trials in {study.study_name} ({time.perf_counter() - started:.0f} s here)")

@@ -3,6 +3,7 @@
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -220,3 +221,20 @@ def test_a_study_with_a_teacher_searches_how_much_to_distil(tmp_path, synthetic_
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert_one_line_error(proc, "none.json is not a run record of train.py with weights")
+
+
+def test_ctrl_c_keeps_the_study_and_says_how_to_continue(synthetic_root, tmp_path):
+    tiny = ["--budget", "5000", "--epochs", "3", "--val", "64", "--subset", "64", "--trials", "20",
+            "--data-dir", str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "sweep.py", *tiny], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    export = tmp_path / "budget-5000.json"
+    deadline = time.monotonic() + 120
+    while not export.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert "run the same command to continue it" in stderr.strip().splitlines()[-1]
+    assert json.loads(export.read_text())["trials"]
