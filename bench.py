@@ -152,7 +152,7 @@ def profile(timer: Callable, batches: int, top: int = 12) -> dict:
     from torch.profiler import profile as torch_profile
 
     with torch_profile() as prof:
-        wall = timer(batches) * batches
+        per_batch = timer(batches)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     device_us = [getattr(e, "self_device_time_total", 0) for e in events]
@@ -165,7 +165,8 @@ def profile(timer: Callable, batches: int, top: int = 12) -> dict:
         }
         for e, us in list(zip(events, device_us, strict=True))[:top]
     ]
-    return {"ops": rows, "wall_ms_per_batch": 1000 * wall / batches, "device_busy_share": sum(device_us) / 1e6 / wall}
+    busy = sum(device_us) / 1e6 / (per_batch * batches)
+    return {"ops": rows, "wall_ms_per_batch": 1000 * per_batch, "device_busy_share": busy}
 
 
 def alternate(timers: dict[str, Callable], batches: int, repeats: int, label: str) -> dict[str, list[float]]:

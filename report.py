@@ -484,8 +484,7 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
             facts["versus"] = versus(facts.get("holds", []), s, superseded)
             result = (
                 f"{params:,} parameters; {s['seeds_at_target_last3']} of {len(group)} seeds hold ≥ {TARGET} % in each "
-                f"of the last 3 epochs; final {s['final_acc_mean']:.2f} ± {s['final_acc_std']:.2f} % "
-                f"(min {s['final_acc_min']:.2f} %){where}"
+                f"of the last 3 epochs; final {mean_std(s)} (min {s['final_acc_min']:.2f} %){where}"
             )
         else:
             where = "results/superseded" if step.superseded else "results"
