@@ -214,18 +214,37 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
 
     One seed's score is partly luck; the winner is the trial with the best mean over its stage-1
     seed and these. Each score is kept in the study (a key per trial and seed), so a stopped
-    confirmation resumes where it was and several workers can share it.
+    confirmation resumes where it was. Several workers share it: each claims a score before it
+    trains it, and the others pass it by while the claim is fresh (CLAIM_TTL_S).
     """
+    worker = f"{socket.gethostname()}:{os.getpid()}"
     for trial in finalists(study, args.confirm):
         for seed in args.confirm_seeds:
             key = f"confirm:{trial.number}:{seed}"
-            if key in study.user_attrs:
+            if key in study.user_attrs or not claim(study, f"claim:{trial.number}:{seed}", worker):
                 continue
             recipe = recipe_from_dict(trial.user_attrs["recipe"])
             layers, dropout = trial.user_attrs["layers"], trial.params["dropout"]
-            accs = train_on_validation(layers, dropout, recipe, args, device, seed)
+            try:
+                accs = train_on_validation(layers, dropout, recipe, args, device, seed)
+            except KeyboardInterrupt:  # give the score back, so that the next worker trains it
+                study.set_user_attr(f"claim:{trial.number}:{seed}", {"worker": worker, "at": 0})
+                raise
             study.set_user_attr(key, {"score": score(accs), "val_acc": accs, "git_commit": args.commit})
             print(f"confirmation: trial {trial.number}, seed {seed}: score {score(accs):.2f}", flush=True)
+
+
+CLAIM_TTL_S = 3600  # a claim older than this is a killed worker's (a CPU trial takes minutes; Ctrl-C gives it back)
+
+
+def claim(study: optuna.Study, key: str, worker: str) -> bool:
+    """Take a stage-2 score for this worker, unless another worker's claim on it is fresh."""
+    held = study.user_attrs.get(key)
+    if held and held["worker"] != worker and time.time() - held["at"] < CLAIM_TTL_S:
+        print(f"confirmation: {key} is being trained by {held['worker']}, passed by", flush=True)
+        return False
+    study.set_user_attr(key, {"worker": worker, "at": time.time()})
+    return study.user_attrs[key]["worker"] == worker  # two claims at once: the last one written trains
 
 
 def confirmation(study: optuna.Study) -> dict:
@@ -268,7 +287,9 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
         )
     complete = [t for t in trials if t["state"] == "complete"]
     confirmed = confirmation(study)
-    winner = max(confirmed, key=lambda n: confirmed[n]["mean"]) if confirmed else None
+    seeds = [set(c["scores"]) for c in confirmed.values()]
+    done = seeds and all(s == set.union(*seeds) for s in seeds)  # no finalist still waits for a seed
+    winner = max(confirmed, key=lambda n: confirmed[n]["mean"]) if done else None
     write_json(
         path,
         {
@@ -283,7 +304,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             "trial_seed": TRIAL_SEED,
             "best": max(complete, key=lambda t: t["score"]) if complete else None,
             "confirmation": confirmed,  # stage 2: trial number -> per-seed scores on validation and their mean
-            "winner": next((t for t in trials if str(t["number"]) == winner), None),  # best mean of stage 2
+            "winner": next((t for t in trials if str(t["number"]) == winner), None),  # best mean, once all are in
             "trials": trials,
         },
     )

@@ -180,6 +180,23 @@ def test_confirmation_retrains_the_best_distinct_trials_on_more_seeds_and_picks_
     )
 
 
+def test_workers_share_a_confirmation_by_claims_and_name_no_winner_before_every_seed_is_in(synthetic_root, tmp_path):
+    args = ["--budget", "5000", "--trials", "3", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir",
+            str(synthetic_root), "--out", str(tmp_path), "--confirm", "2", "--confirm-seeds", "1"]  # fmt: skip
+    assert sweep.main(args) == 0
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    taken, stale = map(int, json.loads((tmp_path / "budget-5000.json").read_text())["confirmation"])
+    study = optuna.load_study(study_name="budget-5000", storage=storage)
+    study.set_user_attr(f"claim:{taken}:2", {"worker": "elsewhere:1", "at": time.time()})
+    study.set_user_attr(f"claim:{stale}:2", {"worker": "elsewhere:2", "at": time.time() - sweep.CLAIM_TTL_S - 1})
+
+    assert sweep.main([*args[:-1], "1", "2"]) == 0
+    export = json.loads((tmp_path / "budget-5000.json").read_text())
+    assert list(export["confirmation"][str(taken)]["scores"]) == ["0", "1"]  # another worker is training it
+    assert list(export["confirmation"][str(stale)]["scores"]) == ["0", "1", "2"]  # its worker was killed
+    assert export["winner"] is None
+
+
 def test_every_net_of_the_family_builds_and_trials_drawn_before_it_grew_mean_what_they_meant():
     """Each structural choice builds a working net; a committed trial, filled from REFERENCE, keeps net and recipe."""
     for depth, conv, residual, share, padded in itertools.product(
