@@ -55,6 +55,8 @@ GPU = HERE / "results" / "gpu"  # runs made on a lent CUDA GPU (.ci/gpu), kept a
 GPU_RUN_GOALS_S = {"s6": 10}  # a full 15-epoch run alone on the GPU, data included
 SUPERSEDED = HERE / "results" / "superseded"  # a folder per generation of designs whose names now mean newer nets
 STUDIES = HERE / "results" / "validation"  # sweep.py's exported Optuna studies, one per budget
+STUDIES_II = STUDIES / "frontier-ii"  # the second round: a wider family, distillation, stage 2
+STUDY_TRIALS = 40  # trained trials a frontier-ii study needs before its stage 2
 PRECISION = STUDIES / "precision"  # the same recipe and seeds trained in bf16 and in fp32, scored on validation
 
 
@@ -177,10 +179,18 @@ def summary_table(summary: dict[str, dict]) -> str:
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
+def study_path(budget: int) -> Path:
+    """The study that chose a budget's net: frontier-ii's once its stage 2 has a winner, else the first round's."""
+    second = STUDIES_II / f"budget-{budget}.json"
+    if second.exists() and read_json(second, ("trials", "winner"))["winner"]:
+        return second
+    return STUDIES / f"budget-{budget}.json"
+
+
 @functools.cache
 def study(budget: int) -> dict | None:
     """sweep.py's exported study of a budget, or None where the budget's net was set up front (read once)."""
-    path = STUDIES / f"budget-{budget}.json"
+    path = study_path(budget)
     return read_json(path, ("trials", "best")) if path.exists() else None
 
 
@@ -288,12 +298,12 @@ class Step:
 
 
 FRONTIER_TARGET = (
-    "{budgets}: the best trial on the validation split of {studies}. Net `{layers}`, dropout {dropout:.3g}; SGD with "
+    "{budgets}: {chosen} on the validation split of {studies}. Net `{layers}`, dropout {dropout:.3g}; SGD with "
     "OneCycle to lr {lr:.3g} (warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; "
     "rotation ±{degrees:.1f}°, shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}.{averaging}"
 )
 FRONTIER_ANALYSIS = (
-    "Its validation score (lowest of the last 3 epochs, seed 0) was {val_score:.2f} %; on the test set the final "
+    "Its validation score (lowest of the last 3 epochs, {val_seeds}) was {val_score:.2f} %; on the test set the final "
     "accuracy averages {mean:.2f} % over {n} seeds, {delta:+.2f} points against s6 with {ratio:.0%} of its "
     "parameters. Train accuracy (on augmented images) ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %, "
     "lowest seed). {versus}"
@@ -415,8 +425,18 @@ def study_link(budget: int) -> str:
     exported = study(budget)
     states = [t["state"] for t in exported["trials"]]
     counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "rejected", "fail") if s in states)
-    link = f"[`budget-{budget}`](results/validation/budget-{budget}.json)"
+    link = f"[`budget-{budget}`]({study_path(budget).relative_to(HERE).as_posix()})"
     return f"{link} ({counts}; best: trial {exported['best']['number']})"
+
+
+def chosen(exported: dict) -> dict:
+    """How a study chose its net: stage 2's winner by its mean over seeds, or stage 1's best by one seed."""
+    winner = exported.get("winner")
+    if winner:
+        entry = exported["confirmation"][str(winner["number"])]
+        n = len(entry["scores"])
+        return {"chosen": "the stage-2 winner", "val_seeds": f"mean of {n} seeds", "val_score": entry["mean"]}
+    return {"chosen": "the best trial", "val_seeds": "seed 0", "val_score": exported["best"]["score"]}
 
 
 def frontier_facts(model: str) -> dict:
@@ -428,7 +448,7 @@ def frontier_facts(model: str) -> dict:
         **asdict(recipe.augment),
         "budgets": in_words(f"< {b:,}" for b in budgets) + " parameters",
         "studies": in_words(study_link(b) for b in budgets),
-        "val_score": study(budgets[0])["best"]["score"],
+        **chosen(study(budgets[0])),
         "layers": net.layers,
         "dropout": net.dropout,
         "holds": budgets,
@@ -436,6 +456,61 @@ def frontier_facts(model: str) -> dict:
         if recipe.ema
         else "",
     }
+
+
+def frontier_ii(runs: list[dict]) -> str:
+    """The second round of studies: how far each has come, stage 2's per-seed scores, and validation against test."""
+    paths = {b: STUDIES_II / f"budget-{b}.json" for b in FRONTIER}
+    studies = {b: read_json(path, ("trials",)) for b, path in paths.items() if path.exists()}
+    if not studies:
+        return "_No frontier-ii study has been exported yet._"
+    rows = [
+        f"| study | trained trials (of {STUDY_TRIALS}) | complete / pruned | rejected over budget | failed "
+        "| best stage-1 trials (score, seed 0) |",
+        "|---|---|---|---|---|---|",
+    ]
+    stage2 = ["| study | trial | params | net | distilled | score per seed (0, then stage 2's) | mean | |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    gaps = ["| budget | net | validation: mean score over seeds | test: mean score over seeds | test − validation |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for budget, exported in studies.items():
+        trials = exported["trials"]
+        states = [t["state"] for t in trials]
+        complete = sorted((t for t in trials if t["state"] == "complete"), key=lambda t: -t["score"])
+        best = ", ".join(f"{t['number']} ({t['params']:,} params, {t['score']:.2f} %)" for t in complete[:3])
+        link = f"[`budget-{budget}`](results/validation/frontier-ii/budget-{budget}.json)"
+        rows.append(
+            f"| {link} | {states.count('complete') + states.count('pruned')} | {states.count('complete')} / "
+            f"{states.count('pruned')} | {states.count('rejected')} | {states.count('fail')} | {best or '—'} |"
+        )
+        winner = (exported.get("winner") or {}).get("number")
+        by_number = {t["number"]: t for t in trials}
+        for number, entry in (exported.get("confirmation") or {}).items():
+            t = by_number[int(number)]
+            weight = t["recipe"].get("distill_weight", 0.0)
+            scores = ", ".join(f"{v:.2f}" for v in entry["scores"].values())
+            mark, taught = "**winner**" if int(number) == winner else "", f"{weight:.0%}" if weight else "no"
+            stage2.append(
+                f"| `budget-{budget}` | {number} | {t['params']:,} | `{t['layers']}` | {taught} "
+                f"| {scores} | {entry['mean']:.2f} % | {mark} |"
+            )
+        name = holder(budget) if winner is not None and study_path(budget).parent == STUDIES_II else None
+        published = [r for r in runs if r["model"] == name]
+        if name and published:
+            val = exported["confirmation"][str(winner)]
+            test = statistics.mean(min(test_accs(r)[-3:]) for r in published)
+            gaps.append(
+                f"| < {budget:,} | `{name}` | {val['mean']:.2f} % ({len(val['scores'])}) | {test:.2f} % "
+                f"({len(published)}) | {test - val['mean']:+.2f} |"
+            )
+    parts = ["\n".join(rows)]
+    if len(stage2) > 2:
+        head = "Stage 2 (validation; a score is the lowest accuracy of the last 3 epochs):"
+        parts.append(head + "\n\n" + "\n".join(stage2))
+    if len(gaps) > 2:
+        parts.append("The winners on the test set (published seeds), against their validation scores:\n\n"
+                     + "\n".join(gaps))  # fmt: skip
+    return "\n\n".join(parts)
 
 
 def in_words(items: Iterable[str]) -> str:
@@ -821,6 +896,7 @@ def render(
     readme = replace_block(readme, "speed", speed())
     readme = replace_block(readme, "notebook", notebook_run())
     readme = replace_block(readme, "gpu", gpu_runs(cpu_summary=summary))
+    readme = replace_block(readme, "frontier_ii", frontier_ii(runs))
     per_run = "\n\n<details><summary>Every run</summary>\n\n" + results_table(runs) + "\n\n</details>"
     return replace_block(readme, "results", note + summary_table(summary) + per_run)
 

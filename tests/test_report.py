@@ -146,3 +146,45 @@ def test_the_models_table_names_the_teacher_of_a_distilled_net(monkeypatch):
     monkeypatch.setitem(RECIPES, "s7_3k", recipe)
     row = next(line for line in report.models_table().splitlines() if line.startswith("| `s7_3k`"))
     assert row.endswith("distilled from `results/validation/teachers/s6-seed0-val5000.json` (50% of the loss) |")
+
+
+def fake_trial(number, state, score=None, params=3000):
+    return {"number": number, "state": state, "score": score, "params": params, "layers": "4p M 8p M 8",
+            "recipe": {"distill_weight": 0.5}, "suggested": {"dropout": 0.0}}  # fmt: skip
+
+
+@pytest.fixture
+def fresh_studies():
+    """report reads each study once: these tests' fake studies must not stay in its caches."""
+    report.study.cache_clear()
+    report.holder.cache_clear()
+    yield
+    report.study.cache_clear()
+    report.holder.cache_clear()
+
+
+def test_a_second_round_study_is_shown_as_it_stands_and_chooses_only_once_stage_2_has_a_winner(
+    tmp_path, monkeypatch, fresh_studies
+):
+    first, second = tmp_path, tmp_path / "frontier-ii"
+    second.mkdir()
+    trials = [fake_trial(0, "complete", 99.1), fake_trial(1, "pruned"), fake_trial(2, "rejected"),
+              fake_trial(3, "complete", 99.3), fake_trial(4, "fail")]  # fmt: skip
+    export = {"trials": trials, "best": trials[3], "winner": None, "confirmation": {}}
+    (first / "budget-4000.json").write_text(json.dumps({"trials": [], "best": None}))
+    (second / "budget-4000.json").write_text(json.dumps(export))
+    monkeypatch.setattr(report, "STUDIES", first)
+    monkeypatch.setattr(report, "STUDIES_II", second)
+
+    assert report.study_path(4000) == first / "budget-4000.json"  # no winner yet: the first round still chooses
+    table = report.frontier_ii([]).splitlines()
+    assert table[2].startswith("| [`budget-4000`]") and "| 3 | 2 / 1 | 1 | 1 |" in table[2]
+    assert "3 (3,000 params, 99.30 %), 0 (3,000 params, 99.10 %)" in table[2] and "Stage 2" not in "".join(table)
+
+    confirmation = {"0": {"scores": {"0": 99.1, "1": 99.4}, "mean": 99.25}, "3": {"scores": {"0": 99.3, "1": 99.1},
+                    "mean": 99.2}}  # fmt: skip
+    (second / "budget-4000.json").write_text(json.dumps({**export, "confirmation": confirmation, "winner": trials[0]}))
+    assert report.study_path(4000) == second / "budget-4000.json"
+    rows = [r for r in report.frontier_ii([]).splitlines() if r.startswith("| `budget-4000` |")]
+    assert rows[0].startswith("| `budget-4000` | 0 |") and "| 99.10, 99.40 | 99.25 % | **winner** |" in rows[0]
+    assert rows[1].endswith("| 99.30, 99.10 | 99.20 % |  |")
