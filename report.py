@@ -17,7 +17,7 @@ import torch
 
 from model import MODELS, count_parameters, get_model
 from train import OneLineParser
-from utils import RECIPES, UserError, first_line, format_rf_table, receptive_field_table, recipe_from_dict
+from utils import RECIPES, Recipe, UserError, first_line, format_rf_table, receptive_field_table, recipe_from_dict
 
 HERE = Path(__file__).parent
 TARGET = 99.4  # % test accuracy, on the final epoch and on each of the last 3
@@ -211,10 +211,25 @@ def holder(budget: int) -> str | None:
             best["layers"],
             best["suggested"]["dropout"],
         ):
-            chosen = recipe_from_dict(best["recipe"])  # precision is decided apart: see precision_table()
-            if replace(RECIPES[name], precision=chosen.precision) == chosen:
+            if is_chosen_recipe(RECIPES[name], recipe_from_dict(best["recipe"])):
                 return name
     return None
+
+
+def is_chosen_recipe(published: Recipe, chosen: Recipe) -> bool:
+    """Whether a registered recipe is a study's: the same in every field but precision (decided apart, see
+    precision_table()) and the teacher, which for the published runs is the study's teacher trained again
+    the same way on all 60,000 training images (the student's images, as load_teacher checks)."""
+    same = replace(published, precision=chosen.precision, teacher=chosen.teacher) == chosen
+    return same and same_teacher(published.teacher, chosen.teacher)
+
+
+def same_teacher(published: str, studied: str) -> bool:
+    """Two teacher records of one net, seed and recipe (or no teacher at all in either)."""
+    if not (published and studied):
+        return published == studied
+    a, b = (read_json(HERE / path, ("model", "seed", "config")) for path in (published, studied))
+    return (a["model"], a["seed"], a["config"]["recipe"]) == (b["model"], b["seed"], b["config"]["recipe"])
 
 
 def searched_nets() -> list[str]:

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 
 import report
-from utils import RECIPES
+from utils import RECIPES, Recipe
 
 
 def test_readme_and_summary_are_generated_from_the_committed_results():
@@ -188,3 +188,12 @@ def test_a_second_round_study_is_shown_as_it_stands_and_chooses_only_once_stage_
     rows = [r for r in report.frontier_ii([]).splitlines() if r.startswith("| `budget-4000` |")]
     assert rows[0].startswith("| `budget-4000` | 0 |") and "| 99.10, 99.40 | 99.25 % | **winner** |" in rows[0]
     assert rows[1].endswith("| 99.30, 99.10 | 99.20 % |  |")
+
+
+def test_a_published_recipe_may_distil_from_the_study_teacher_trained_again_on_all_training_images():
+    studied = Recipe(lr=0.1, teacher="results/validation/teachers/s6-seed0-val5000.json", distill_weight=0.5)
+    assert report.is_chosen_recipe(replace(studied, teacher="results/s6-seed0.json", precision="fp32"), studied)
+    assert not report.is_chosen_recipe(replace(studied, teacher="results/s6-seed1.json"), studied)  # another seed
+    assert not report.is_chosen_recipe(replace(studied, teacher="results/s7_10k-seed0.json"), studied)  # another net
+    assert not report.is_chosen_recipe(replace(studied, teacher=""), studied)
+    assert not report.is_chosen_recipe(replace(studied, teacher="results/s6-seed0.json", lr=0.2), studied)
