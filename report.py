@@ -313,8 +313,8 @@ class Step:
 
 
 FRONTIER_TARGET = (
-    "{budgets}: {chosen} on the validation split of {studies}. Net `{layers}`, dropout {dropout:.3g}; SGD with "
-    "OneCycle to lr {lr:.3g} (warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; "
+    "{budgets}: {chosen} on the validation split of {studies}. Net `{layers}`, dropout {dropout:.3g}; {sgd}; lr by "
+    "OneCycle up to {lr:.3g} (warm-up {pct_start:.0%} of the steps, {anneal} annealing to ~0), batch {batch_size}; "
     "rotation ±{degrees:.1f}°, shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}.{averaging}"
 )
 FRONTIER_ANALYSIS = (
@@ -454,6 +454,23 @@ def chosen(exported: dict) -> dict:
     return {"chosen": "the best trial", "val_seeds": "seed 0", "val_score": exported["best"]["score"]}
 
 
+def sgd_words(recipe: Recipe) -> str:
+    """The optimiser and loss of a recipe in words: its momentum, and weight decay, smoothing, teacher if any."""
+    if recipe.schedule == "onecycle" and recipe.cycle_momentum:
+        words = ["SGD with OneCycle's cycled momentum"]
+    elif recipe.momentum:
+        words = [f"SGD with {'Nesterov ' if recipe.nesterov else ''}momentum {recipe.momentum:g}"]
+    else:
+        words = ["plain SGD (no momentum)"]
+    if recipe.weight_decay:
+        words.append(f"weight decay {recipe.weight_decay:g}")
+    if recipe.label_smoothing:
+        words.append(f"label smoothing {recipe.label_smoothing:g}")
+    if recipe.teacher and recipe.distill_weight:
+        words.append(f"{recipe.distill_weight:.0%} of the loss distilled from `{recipe.teacher}`")
+    return ", ".join(words)
+
+
 def frontier_facts(model: str) -> dict:
     """The budgets a searched net holds, the studies that chose it, its design and recipe, flattened."""
     budgets = [b for b in FRONTIER if holder(b) == model]
@@ -467,6 +484,7 @@ def frontier_facts(model: str) -> dict:
         "layers": net.layers,
         "dropout": net.dropout,
         "holds": budgets,
+        "sgd": sgd_words(recipe),
         "averaging": f" Evaluated and saved: a moving average of the weights (decay {recipe.ema})."
         if recipe.ema
         else "",
