@@ -251,6 +251,14 @@ def goal_verdicts(summary: dict[str, dict]) -> dict[int, dict]:
     return verdicts
 
 
+def teacher_net(name: str) -> str:
+    """The registry name of the net a model's recipe distils from, or "" where it learns from labels only."""
+    recipe = RECIPES.get(name)
+    if not (recipe and recipe.teacher and recipe.distill_weight):
+        return ""
+    return read_json(HERE / recipe.teacher, ("model",))["model"]
+
+
 def goal_table(summary: dict[str, dict], verdicts: dict[int, dict]) -> str:
     """One row per budget: its net, the goal, and the verdict over the seeds that ran."""
     rows = []
@@ -262,8 +270,10 @@ def goal_table(summary: dict[str, dict], verdicts: dict[int, dict]) -> str:
             rows.append(f"| < {budget:,} | {net} | {v['goal']} | — | — | {verdict} |")
             continue
         digits = 3 if GOALS[budget].mean_final else 2  # a mean just under its goal must not round up to it
+        taught = teacher_net(v["model"])
+        params = f"{s['params']:,}" + (f"; distilled from `{taught}`, not counted" if taught else "")
         rows.append(
-            f"| < {budget:,} | `{v['model']}` ({s['params']:,}) | {v['goal']} | {s['seeds_at_target_last3']} of "
+            f"| < {budget:,} | `{v['model']}` ({params}) | {v['goal']} | {s['seeds_at_target_last3']} of "
             f"{len(s['seeds'])} | {s['final_acc_mean']:.{digits}f} ± {s['final_acc_std']:.2f} % | {verdict} |"
         )
     head = (

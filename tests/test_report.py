@@ -148,6 +148,17 @@ def test_the_models_table_names_the_teacher_of_a_distilled_net(monkeypatch):
     assert row.endswith("distilled from `results/validation/teachers/s6-seed0-val5000.json` (50% of the loss) |")
 
 
+def test_the_goal_table_says_which_nets_were_distilled_and_from_what(tmp_path, monkeypatch):
+    recipe = replace(RECIPES["s7_10k"], teacher="results/s6-seed0.json", distill_weight=0.5)
+    write_runs(tmp_path, "s7_10k", [True] * 5)
+    summary = report.summarize(report.load_runs(tmp_path))
+    before = report.goal_table(summary, report.goal_verdicts(summary))
+    monkeypatch.setitem(RECIPES, "s7_10k", recipe)
+    after = report.goal_table(summary, report.goal_verdicts(summary))
+    assert "distilled" not in before
+    assert "| `s7_10k` (7,432; distilled from `s6`, not counted) |" in after  # 7,432: fake_run's count
+
+
 def fake_trial(number, state, score=None, params=3000):
     return {"number": number, "state": state, "score": score, "params": params, "layers": "4p M 8p M 8",
             "recipe": {"distill_weight": 0.5}, "suggested": {"dropout": 0.0}}  # fmt: skip
