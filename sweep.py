@@ -262,6 +262,15 @@ def confirmation(study: optuna.Study) -> dict:
     return confirmed
 
 
+def rank(confirmed: dict, trial: dict) -> tuple[float, int]:
+    """How stage 2 orders its trials: the best mean over seeds, and on a tie the fewer parameters.
+
+    A score is a whole number of validation images (0.02 points each), so means tie exactly;
+    rounding keeps float noise in the sums from breaking such a tie.
+    """
+    return round(confirmed["mean"], 6), -trial["params"]
+
+
 def trained(study: optuna.Study) -> int:
     """Trials that trained (complete or pruned), not those rejected over budget."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -286,10 +295,11 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
             }
         )
     complete = [t for t in trials if t["state"] == "complete"]
+    by_number = {t["number"]: t for t in trials}
     confirmed = confirmation(study)
     seeds = [set(c["scores"]) for c in confirmed.values()]
     done = seeds and all(s == set.union(*seeds) for s in seeds)  # no finalist still waits for a seed
-    winner = max(confirmed, key=lambda n: confirmed[n]["mean"]) if done else None
+    winner = max(confirmed, key=lambda n: rank(confirmed[n], by_number[int(n)])) if done else None
     write_json(
         path,
         {
