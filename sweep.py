@@ -277,8 +277,8 @@ def trained(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if "rejected" not in t.user_attrs)
 
 
-def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
-    """The whole study as one JSON file: what the README's story links to."""
+def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
+    """The whole study as one JSON file, what the README's story links to; returns what it wrote."""
     trials = []
     for t in study.get_trials(deepcopy=False):
         state = "rejected" if "rejected" in t.user_attrs else t.state.name.lower()  # complete, pruned, fail, running
@@ -300,24 +300,23 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> None:
     seeds = [set(c["scores"]) for c in confirmed.values()]
     done = seeds and all(s == set.union(*seeds) for s in seeds)  # no finalist still waits for a seed
     winner = max(confirmed, key=lambda n: rank(confirmed[n], by_number[int(n)])) if done else None
-    write_json(
-        path,
-        {
-            "study": study.study_name,
-            "budget": args.budget,
-            "command": args.command,
-            "exported_at_commit": args.commit,  # the writing worker's; a trial's own is its git_commit, where recorded
-            "versions": {**versions(), "optuna": optuna.__version__},
-            "score": "lowest validation accuracy (%) of the last 3 epochs",
-            "epochs": args.epochs,
-            "val": args.val,
-            "trial_seed": TRIAL_SEED,
-            "best": max(complete, key=lambda t: t["score"]) if complete else None,
-            "confirmation": confirmed,  # stage 2: trial number -> per-seed scores on validation and their mean
-            "winner": next((t for t in trials if str(t["number"]) == winner), None),  # best mean, once all are in
-            "trials": trials,
-        },
-    )
+    exported = {
+        "study": study.study_name,
+        "budget": args.budget,
+        "command": args.command,
+        "exported_at_commit": args.commit,  # the writing worker's; a trial's own is its git_commit, where recorded
+        "versions": {**versions(), "optuna": optuna.__version__},
+        "score": "lowest validation accuracy (%) of the last 3 epochs",
+        "epochs": args.epochs,
+        "val": args.val,
+        "trial_seed": TRIAL_SEED,
+        "best": max(complete, key=lambda t: t["score"]) if complete else None,
+        "confirmation": confirmed,  # stage 2: trial number -> per-seed scores on validation and their mean
+        "winner": next((t for t in trials if str(t["number"]) == winner), None),  # best mean, once all are in
+        "trials": trials,
+    }
+    write_json(path, exported)
+    return exported
 
 
 def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -487,11 +486,13 @@ def main(argv: list[str] | None = None) -> int:
         export(study, path, args)
         print(f"\ninterrupted: {path} holds the study so far; run the same command to continue it", file=sys.stderr)
         return 130
-    export(study, path, args)
     best = study.best_trial if any(t.state.name == "COMPLETE" for t in study.trials) else None
     print(f"{trained(study)} trained trials in {study.study_name} ({time.perf_counter() - started:.0f} s here)")
     if best:
         print(f"best: trial {best.number}, score {best.value:.2f} %, `{best.user_attrs['layers']}`, {best.params}")
+    winner = export(study, path, args)["winner"]
+    if winner:
+        print(f"stage 2 winner: trial {winner['number']}, `{winner['layers']}` (see confirmation in the export)")
     print(f"trials exported to {path}")
     return 0
 

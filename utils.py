@@ -129,6 +129,18 @@ RECIPES: dict[str, Recipe] = {
         augment=Augment(degrees=7.240599163103695, translate=0.1, scale=0.12050683502777204, p=0.6244441584797218),
         precision="bf16",
     ),
+    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-4000.json. Its teacher there
+    # trained on the first 55,000 training images; here it is the same s6 run (seed 0) on all 60,000.
+    "s8_4k": Recipe(
+        lr=0.050824166508096076,
+        schedule="onecycle",
+        pct_start=0.14063302383751047,
+        batch_size=64,
+        augment=Augment(degrees=6.194156916168043, translate=0.05, scale=0.10048648741790726, p=0.6878752456190466),
+        precision="bf16",
+        teacher="results/s6-seed0.json",
+        distill_weight=0.8,
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: the recipe's, falling back to fp32 where bf16 is slow
