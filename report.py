@@ -202,7 +202,11 @@ def holder(budget: int) -> str | None:
     several budgets, and its runs answer each of them.
     """
     exported = study(budget) or {}
-    best = exported.get("winner") or exported.get("best")  # stage 2's winner once the study has one
+    return holder_of(exported.get("winner") or exported.get("best"), budget)  # stage 2's winner once there is one
+
+
+def holder_of(best: dict | None, budget: int) -> str | None:
+    """The registered net and recipe of a study's chosen trial (or, with none, the entry registered for budget)."""
     for name, spec in MODELS.items():
         model = spec.build()
         if best is None and spec.budget == budget:
@@ -451,7 +455,16 @@ def study_link(budget: int) -> str:
     states = [t["state"] for t in exported["trials"]]
     counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "rejected", "fail") if s in states)
     link = f"[`budget-{budget}`]({study_path(budget).relative_to(HERE).as_posix()})"
-    return f"{link} ({counts}; best: trial {exported['best']['number']})"
+    best, winner = exported["best"]["number"], (exported.get("winner") or {}).get("number")
+    chose = f"best: trial {best}" if winner is None else f"stage-1 best: trial {best}; stage-2 winner: trial {winner}"
+    return f"{link} ({counts}; {chose})"
+
+
+def first_round(budget: int) -> str | None:
+    """The net the first round's study chose for a budget, where a second-round winner holds it now."""
+    if study_path(budget).parent != STUDIES_II:
+        return None
+    return holder_of(read_json(STUDIES / f"budget-{budget}.json", ("best",))["best"], budget)
 
 
 def chosen(exported: dict) -> dict:
@@ -535,7 +548,7 @@ def frontier_ii(runs: list[dict]) -> str:
             mark, taught = "**winner**" if int(number) == winner else "", f"{weight:.0%}" if weight else "no"
             stage2.append(
                 f"| `budget-{budget}` | {number} | {t['params']:,} | `{t['layers']}` | {taught} "
-                f"| {scores} | {entry['mean']:.2f} % | {mark} |"
+                f"| {scores} | {entry['mean']:.3f} % | {mark} |"
             )
         name = holder(budget) if winner is not None and study_path(budget).parent == STUDIES_II else None
         published = [r for r in runs if r["model"] == name]
@@ -562,6 +575,15 @@ def in_words(items: Iterable[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
+def successor(step: str, run: dict) -> str:
+    """What replaced a superseded step: the registered net of the same name where it is the same net (a
+    precision, an average or a machine changed), else the net that holds the run's budget now."""
+    name = step.partition(" ")[0]
+    if name in MODELS and count_parameters(get_model(name)) == run["params"]:
+        return name
+    return holder(run["budget"]) or "—"
+
+
 def story(runs: list[dict], superseded: list[dict]) -> str:
     """The Target / Result / Analysis table, from the baseline to the smallest net, over every seed run."""
     s6 = summarize([r for r in runs if r["model"] == "s6"]).get("s6")
@@ -580,7 +602,7 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
         params = group[0]["params"] if group else count_parameters(get_model(step.model))
         facts: dict = {"params": f"{params:,}", "val_runs": validation_runs(step.model)}
         if step.superseded and group:
-            facts["successor"] = holder(group[0]["budget"])
+            facts["successor"] = successor(step.model, group[0])
         if step.model in searched and not step.superseded:
             facts |= frontier_facts(step.model)
         if step.model == "baseline":
@@ -599,7 +621,7 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
             facts["gap_word"] = "below" if facts["train"] < facts["test"] else "above"
             if s6:
                 facts["delta"] = s["final_acc_mean"] - s6["final_acc_mean"]
-            facts["versus"] = versus(facts.get("holds", []), s, superseded)
+            facts["versus"] = versus(facts.get("holds", []), s, superseded, runs)
             result = (
                 f"{params:,} parameters; {s['seeds_at_target_last3']} of {len(group)} seeds hold ≥ {TARGET} % in each "
                 f"of the last 3 epochs; final {mean_std(s)} (min {s['final_acc_min']:.2f} %){where}"
@@ -612,9 +634,11 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def versus(budgets: list[int], s: dict, superseded: list[dict]) -> str:
-    """How a searched net compares with the superseded designs of the budgets it holds, where there were any."""
+def versus(budgets: list[int], s: dict, superseded: list[dict], runs: list[dict]) -> str:
+    """How a searched net compares with the earlier designs of the budgets it holds, where there were any: the
+    superseded ones, and the first round's net where a second-round winner holds a budget now."""
     olds = summarize([r for r in superseded if r["budget"] in budgets])
+    olds |= summarize([r for r in runs if r["model"] in {first_round(b) for b in budgets}])
     if not olds:
         return "No earlier design of ours had this budget."
     before = "; ".join(
@@ -623,7 +647,7 @@ def versus(budgets: list[int], s: dict, superseded: list[dict]) -> str:
         for m, o in olds.items()
     )
     held = f"{s['seeds_at_target_last3']} of {len(s['seeds'])}"
-    return f"The superseded designs of its budgets: {before}. This net holds on {held}."
+    return f"The earlier designs of its budgets: {before}. This net holds on {held}."
 
 
 def fill(template: str, facts: dict) -> str:
