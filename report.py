@@ -556,8 +556,8 @@ def frontier_ii(runs: list[dict]) -> str:
             val = exported["confirmation"][str(winner)]
             test = statistics.mean(min(test_accs(r)[-3:]) for r in published)
             gaps.append(
-                f"| < {budget:,} | `{name}` | {val['mean']:.2f} % ({len(val['scores'])}) | {test:.2f} % "
-                f"({len(published)}) | {test - val['mean']:+.2f} |"
+                f"| < {budget:,} | `{name}` | {val['mean']:.3f} % ({len(val['scores'])}) | {test:.3f} % "
+                f"({len(published)}) | {test - val['mean']:+.3f} |"
             )
     parts = ["\n".join(rows)]
     if len(stage2) > 2:
