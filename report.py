@@ -332,7 +332,7 @@ FRONTIER_TARGET = (
     "rotation ±{degrees:.1f}°, shift ±{translate:.0%}, zoom ±{scale:.0%}, each image with p = {p:.2f}.{averaging}"
 )
 FRONTIER_ANALYSIS = (
-    "Its validation score (lowest of the last 3 epochs, {val_seeds}) was {val_score:.2f} %; on the test set the final "
+    "Its validation score (lowest of the last 3 epochs, {val_seeds}) was {val_score} %; on the test set the final "
     "accuracy averages {mean:.2f} % over {n} seeds, {delta:+.2f} points against s6 with {ratio:.0%} of its "
     "parameters. Train accuracy (on augmented images) ends {gap_word} test accuracy ({train:.2f} % vs {test:.2f} %, "
     "lowest seed). {versus}"
@@ -473,8 +473,8 @@ def chosen(exported: dict) -> dict:
     if winner:
         entry = exported["confirmation"][str(winner["number"])]
         n = len(entry["scores"])
-        return {"chosen": "the stage-2 winner", "val_seeds": f"mean of {n} seeds", "val_score": entry["mean"]}
-    return {"chosen": "the best trial", "val_seeds": "seed 0", "val_score": exported["best"]["score"]}
+        return {"chosen": "the stage-2 winner", "val_seeds": f"mean of {n} seeds", "val_score": f"{entry['mean']:.3f}"}
+    return {"chosen": "the best trial", "val_seeds": "seed 0", "val_score": f"{exported['best']['score']:.2f}"}
 
 
 def sgd_words(recipe: Recipe) -> str:
