@@ -179,6 +179,7 @@ def summary_table(summary: dict[str, dict]) -> str:
     return "\n".join([head, *rows]) if rows else "_No published runs yet._"
 
 
+@functools.cache
 def study_path(budget: int) -> Path:
     """The study that chose a budget's net: frontier-ii's once its stage 2 has a winner, else the first round's."""
     second = STUDIES_II / f"budget-{budget}.json"
@@ -255,12 +256,15 @@ def goal_verdicts(summary: dict[str, dict]) -> dict[int, dict]:
     return verdicts
 
 
+def teacher_record(recipe: Recipe | None) -> str:
+    """The run record a recipe distils from, or "" where it learns from labels only."""
+    return recipe.teacher if recipe and recipe.teacher and recipe.distill_weight else ""
+
+
 def teacher_net(name: str) -> str:
     """The registry name of the net a model's recipe distils from, or "" where it learns from labels only."""
-    recipe = RECIPES.get(name)
-    if not (recipe and recipe.teacher and recipe.distill_weight):
-        return ""
-    return read_json(HERE / recipe.teacher, ("model",))["model"]
+    record = teacher_record(RECIPES.get(name))
+    return read_json(HERE / record, ("model",))["model"] if record else ""
 
 
 def goal_table(summary: dict[str, dict], verdicts: dict[int, dict]) -> str:
@@ -297,10 +301,8 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 def distilled(name: str) -> str:
     """ ", distilled from <teacher record>" for a net whose recipe learns from a teacher; else nothing."""
-    recipe = RECIPES.get(name)
-    if not (recipe and recipe.teacher and recipe.distill_weight):
-        return ""
-    return f"; distilled from `{recipe.teacher}` ({recipe.distill_weight:.0%} of the loss)"
+    record = teacher_record(RECIPES.get(name))
+    return f"; distilled from `{record}` ({RECIPES[name].distill_weight:.0%} of the loss)" if record else ""
 
 
 def models_table() -> str:
@@ -489,7 +491,7 @@ def sgd_words(recipe: Recipe) -> str:
         words.append(f"weight decay {recipe.weight_decay:g}")
     if recipe.label_smoothing:
         words.append(f"label smoothing {recipe.label_smoothing:g}")
-    if recipe.teacher and recipe.distill_weight:
+    if teacher_record(recipe):
         words.append(f"{recipe.distill_weight:.0%} of the loss distilled from `{recipe.teacher}`")
     return ", ".join(words)
 
@@ -550,7 +552,7 @@ def frontier_ii(runs: list[dict]) -> str:
                 f"| `budget-{budget}` | {number} | {t['params']:,} | `{t['layers']}` | {taught} "
                 f"| {scores} | {entry['mean']:.3f} % | {mark} |"
             )
-        name = holder(budget) if winner is not None and study_path(budget).parent == STUDIES_II else None
+        name = holder(budget) if winner is not None else None  # a winner is what makes this study choose
         published = [r for r in runs if r["model"] == name]
         if name and published:
             val = exported["confirmation"][str(winner)]

@@ -223,15 +223,15 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     for trial in finalists(study, args.confirm):
         for seed in args.confirm_seeds:
-            key = f"confirm:{trial.number}:{seed}"
-            if key in study.user_attrs or not claim(study, f"claim:{trial.number}:{seed}", worker):
+            key, claimed = f"confirm:{trial.number}:{seed}", f"claim:{trial.number}:{seed}"
+            if key in study.user_attrs or not claim(study, claimed, worker):
                 continue
             recipe = recipe_from_dict(trial.user_attrs["recipe"])
             layers, dropout = trial.user_attrs["layers"], trial.params["dropout"]
             try:
                 accs = train_on_validation(layers, dropout, recipe, args, device, seed)
             except KeyboardInterrupt:  # give the score back, so that the next worker trains it
-                study.set_user_attr(f"claim:{trial.number}:{seed}", {"worker": worker, "at": 0})
+                study.set_user_attr(claimed, {"worker": worker, "at": 0})
                 raise
             study.set_user_attr(key, {"score": score(accs), "val_acc": accs, "git_commit": args.commit})
             print(f"confirmation: trial {trial.number}, seed {seed}: score {score(accs):.2f}", flush=True)
@@ -315,7 +315,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
         "trial_seed": TRIAL_SEED,
         "best": max(complete, key=lambda t: t["score"]) if complete else None,
         "confirmation": confirmed,  # stage 2: trial number -> per-seed scores on validation and their mean
-        "winner": next((t for t in trials if str(t["number"]) == winner), None),  # best mean, once all are in
+        "winner": by_number[int(winner)] if winner else None,  # best mean, once all are in
         "trials": trials,
     }
     write_json(path, exported)

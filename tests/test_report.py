@@ -169,11 +169,12 @@ def fake_trial(number, state, score=None, params=3000):
 @pytest.fixture
 def fresh_studies():
     """report reads each study once: these tests' fake studies must not stay in its caches."""
-    report.study.cache_clear()
-    report.holder.cache_clear()
+    caches = (report.study_path, report.study, report.holder)
+    for cached in caches:
+        cached.cache_clear()
     yield
-    report.study.cache_clear()
-    report.holder.cache_clear()
+    for cached in caches:
+        cached.cache_clear()
 
 
 def test_a_second_round_study_is_shown_as_it_stands_and_chooses_only_once_stage_2_has_a_winner(
@@ -197,6 +198,7 @@ def test_a_second_round_study_is_shown_as_it_stands_and_chooses_only_once_stage_
     confirmation = {"0": {"scores": {"0": 99.1, "1": 99.4}, "mean": 99.25}, "3": {"scores": {"0": 99.3, "1": 99.1},
                     "mean": 99.2}}  # fmt: skip
     (second / "budget-4000.json").write_text(json.dumps({**export, "confirmation": confirmation, "winner": trials[0]}))
+    report.study_path.cache_clear()  # report reads which study chooses once per run
     assert report.study_path(4000) == second / "budget-4000.json"
     rows = [r for r in report.frontier_ii([]).splitlines() if r.startswith("| `budget-4000` |")]
     assert rows[0].startswith("| `budget-4000` | 0 |") and "| 99.10, 99.40 | 99.250 % | **winner** |" in rows[0]
