@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import socket
 import statistics
 import sys
@@ -237,7 +238,7 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
             print(f"confirmation: trial {trial.number}, seed {seed}: score {score(accs):.2f}", flush=True)
 
 
-CLAIM_TTL_S = 3600  # a claim older than this is a killed worker's (a CPU trial takes minutes; Ctrl-C gives it back)
+CLAIM_TTL_S = 3600  # a claim older than this is a killed worker's (a CPU trial takes minutes; a stop gives it back)
 
 
 def claim(study: optuna.Study, key: str, worker: str) -> bool:
@@ -480,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
             study.stop()
 
     started = time.perf_counter()
+    # `kill` stops a worker as Ctrl-C does: one under nohup or a scheduler never sees Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if trained(study) < args.trials:
             study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])

@@ -232,10 +232,6 @@ def run_jobs(args: argparse.Namespace, argv: list[str]) -> int:
     return max(failed, default=0)
 
 
-def raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -303,7 +299,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     def checkpoint(run: Run, row: dict) -> None:
         save_checkpoint({"model_name": args.model, "config": config, **run.state_dict()}, ckpt_path)
 
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops like Ctrl-C
     try:
         history = fit(run, on_epoch=checkpoint)
     except KeyboardInterrupt:

@@ -165,7 +165,8 @@ def test_huge_learning_rate_is_caught_as_non_finite_loss(data, tmp_path):
     assert not (tmp_path / "s7_8k-seed0.pt").exists()
 
 
-def test_ctrl_c_saves_and_prints_the_resume_command(data, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_stopped_run_saves_and_prints_the_resume_command(data, tmp_path, stop):
     ckpt = tmp_path / "s7_8k-seed0.pt"
     proc = subprocess.Popen(
         [sys.executable, "train.py", *args(data, tmp_path)],
@@ -176,7 +177,7 @@ def test_ctrl_c_saves_and_prints_the_resume_command(data, tmp_path):
     )
     while not ckpt.exists() and proc.poll() is None:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     stderr = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert "resume with: python train.py" in stderr and stderr.rstrip().endswith("--resume")

@@ -253,7 +253,8 @@ def test_a_study_with_a_teacher_searches_how_much_to_distil(tmp_path, synthetic_
     assert_one_line_error(proc, "none.json is not a run record of train.py with weights")
 
 
-def test_ctrl_c_keeps_the_study_and_says_how_to_continue(synthetic_root, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_stopped_worker_keeps_the_study_and_says_how_to_continue(synthetic_root, tmp_path, stop):
     tiny = ["--budget", "5000", "--epochs", "3", "--val", "64", "--subset", "64", "--trials", "20",
             "--data-dir", str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.Popen(
@@ -263,7 +264,7 @@ def test_ctrl_c_keeps_the_study_and_says_how_to_continue(synthetic_root, tmp_pat
     deadline = time.monotonic() + 120
     while not export.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     stderr = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert "run the same command to continue it" in stderr.strip().splitlines()[-1]

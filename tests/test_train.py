@@ -1,17 +1,18 @@
 import importlib.util
 import json
 import math
+import re
 import shutil
 import subprocess
 from dataclasses import replace
 
 import pytest
 import torch
-from conftest import assert_one_line_error, run_cli
+from conftest import ROOT, assert_one_line_error, run_cli
 
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
-from model import Net, count_parameters, get_model
+from model import MODELS, Net, count_parameters, get_model
 from report import epoch_metrics
 from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, prepare, seed_everything
 
@@ -146,6 +147,17 @@ def test_bad_flags_get_one_line_errors(synthetic_root, tmp_path, flags, message)
     proc = run_cli("--data-dir", str(synthetic_root), "--out", str(tmp_path / "out"), *flags)
     assert_one_line_error(proc, message)
     assert snapshot(synthetic_root) == before
+
+
+def test_readme_usage_names_every_flag_and_registered_model(capsys):
+    """The README's `train.py` synopsis is typed, so a flag or net added later must not slip past it."""
+    with pytest.raises(SystemExit):
+        train_script.parse_args(["--help"])
+    flags = set(re.findall(r"--[a-z][a-z-]*", capsys.readouterr().out)) - {"--help"}
+    readme = (ROOT / "README.md").read_text()
+    usage = readme.split("## `train.py`", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    assert sorted(f for f in flags if f not in re.findall(r"--[a-z][a-z-]*", usage)) == []
+    assert "{" + ",".join(MODELS) + "}" in usage
 
 
 def test_unknown_model_message_lists_known_models(tmp_path):
