@@ -516,6 +516,18 @@ def frontier_facts(model: str) -> dict:
     }
 
 
+def family(trials: list[dict]) -> str:
+    """How often a study's trained trials drew each part of the wider family: where its sampler looked."""
+    trained = [t for t in trials if t["state"] in ("complete", "pruned")]
+    drawn = [
+        sum(t["suggested"]["conv"] == "separable" for t in trained),
+        sum(bool(t["suggested"]["residual"]) for t in trained),
+        sum(bool(t["suggested"]["share"]) for t in trained),
+        sum(t["recipe"].get("distill_weight", 0.0) > 0 for t in trained),
+    ]
+    return " / ".join(map(str, drawn))
+
+
 def frontier_ii(runs: list[dict]) -> str:
     """The second round of studies: how far each has come, stage 2's per-seed scores, and validation against test."""
     paths = {b: STUDIES_II / f"budget-{b}.json" for b in FRONTIER}
@@ -524,8 +536,8 @@ def frontier_ii(runs: list[dict]) -> str:
         return "_No frontier-ii study has been exported yet._"
     rows = [
         f"| study | trained trials (of {STUDY_TRIALS}) | complete / pruned | rejected over budget | failed "
-        "| best stage-1 trials (score, seed 0) |",
-        "|---|---|---|---|---|---|",
+        "| of the trained: separable / residual / shared / distilled | best stage-1 trials (score, seed 0) |",
+        "|---|---|---|---|---|---|---|",
     ]
     stage2 = ["| study | trial | params | net | distilled | score per seed (0, then stage 2's) | mean | |",
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -539,7 +551,8 @@ def frontier_ii(runs: list[dict]) -> str:
         link = f"[`budget-{budget}`](results/validation/frontier-ii/budget-{budget}.json)"
         rows.append(
             f"| {link} | {states.count('complete') + states.count('pruned')} | {states.count('complete')} / "
-            f"{states.count('pruned')} | {states.count('rejected')} | {states.count('fail')} | {best or '—'} |"
+            f"{states.count('pruned')} | {states.count('rejected')} | {states.count('fail')} | {family(trials)} "
+            f"| {best or '—'} |"
         )
         winner = (exported.get("winner") or {}).get("number")
         by_number = {t["number"]: t for t in trials}

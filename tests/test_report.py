@@ -161,9 +161,10 @@ def test_the_goal_table_says_which_nets_were_distilled_and_from_what(tmp_path, m
     assert "| `s7_10k` (7,432; distilled from `s6`, not counted) |" in after  # 7,432: fake_run's count
 
 
-def fake_trial(number, state, score=None, params=3000):
+def fake_trial(number, state, score=None, params=3000, conv="plain", residual=False, share=False, distill=0.5):
+    suggested = {"dropout": 0.0, "conv": conv, "residual": residual, "share": share}
     return {"number": number, "state": state, "score": score, "params": params, "layers": "4p M 8p M 8",
-            "recipe": {"distill_weight": 0.5}, "suggested": {"dropout": 0.0}}  # fmt: skip
+            "recipe": {"distill_weight": distill}, "suggested": suggested}  # fmt: skip
 
 
 @pytest.fixture
@@ -182,8 +183,9 @@ def test_a_second_round_study_is_shown_as_it_stands_and_chooses_only_once_stage_
 ):
     first, second = tmp_path, tmp_path / "frontier-ii"
     second.mkdir()
-    trials = [fake_trial(0, "complete", 99.1), fake_trial(1, "pruned"), fake_trial(2, "rejected"),
-              fake_trial(3, "complete", 99.3), fake_trial(4, "fail")]  # fmt: skip
+    trials = [fake_trial(0, "complete", 99.1, conv="separable", residual=True), fake_trial(1, "pruned", share=True,
+              distill=0.0), fake_trial(2, "rejected", conv="separable"), fake_trial(3, "complete", 99.3, residual=True),
+              fake_trial(4, "fail", conv="separable")]  # fmt: skip
     export = {"trials": trials, "best": trials[3], "winner": None, "confirmation": {}}
     (first / "budget-4000.json").write_text(json.dumps({"trials": [], "best": None}))
     (second / "budget-4000.json").write_text(json.dumps(export))
@@ -192,7 +194,7 @@ def test_a_second_round_study_is_shown_as_it_stands_and_chooses_only_once_stage_
 
     assert report.study_path(4000) == first / "budget-4000.json"  # no winner yet: the first round still chooses
     table = report.frontier_ii([]).splitlines()
-    assert table[2].startswith("| [`budget-4000`]") and "| 3 | 2 / 1 | 1 | 1 |" in table[2]
+    assert table[2].startswith("| [`budget-4000`]") and "| 3 | 2 / 1 | 1 | 1 | 1 / 2 / 1 / 2 |" in table[2]
     assert "3 (3,000 params, 99.30 %), 0 (3,000 params, 99.10 %)" in table[2] and "Stage 2" not in "".join(table)
 
     confirmation = {"0": {"scores": {"0": 99.1, "1": 99.4}, "mean": 99.25}, "3": {"scores": {"0": 99.3, "1": 99.1},
