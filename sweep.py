@@ -37,6 +37,8 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -192,8 +194,58 @@ def train_on_validation(
     data = DataConfig(
         args.data_dir, recipe.batch_size, subset=args.subset, val=args.val, augment=recipe.augment, seed=seed
     )
-    run = prepare(lambda: Net(layers, dropout), recipe, data, args.epochs, device)
-    return [h["val_acc"] for h in fit(run, on_epoch=on_epoch, verbose=False)]
+    with STOP.while_training():
+        run = prepare(lambda: Net(layers, dropout), recipe, data, args.epochs, device)
+        return [h["val_acc"] for h in fit(run, on_epoch=STOP.sheltered(on_epoch), verbose=False)]
+
+
+class Stop:
+    """Ctrl-C and kill, for a worker that writes to a shared database.
+
+    Python raises KeyboardInterrupt wherever the signal lands. Inside one of Optuna's commits that
+    can leave the SQLite file locked and the worker hung; inside a destructor it is swallowed. So a
+    stop raises at once only while a net trains, and anywhere else is remembered and raised at the
+    next safe point: an epoch's end, a trial's end or the next training.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.training = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        if self.training:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def while_training(self) -> Iterator[None]:
+        self.check()
+        self.training = True
+        try:
+            yield
+        finally:
+            self.training = False
+
+    def sheltered(self, on_epoch: Callable[..., None] | None) -> Callable[..., None]:
+        """An epoch's end: `on_epoch` (which reports to the database) with stops held back, then a check."""
+
+        def call(*args: object) -> None:
+            self.training = False
+            try:
+                if on_epoch is not None:
+                    on_epoch(*args)
+            finally:
+                self.training = True
+            self.check()
+
+        return call
+
+
+STOP = Stop()
 
 
 def score(accs: list[float]) -> float:
@@ -479,10 +531,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         if trained(study) >= args.trials:
             study.stop()
+        STOP.check()
 
     started = time.perf_counter()
     # `kill` stops a worker as Ctrl-C does: one under nohup or a scheduler never sees Ctrl-C
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, STOP)
+    signal.signal(signal.SIGTERM, STOP)
     try:
         if trained(study) < args.trials:
             study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])

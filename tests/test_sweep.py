@@ -253,6 +253,29 @@ def test_a_study_with_a_teacher_searches_how_much_to_distil(tmp_path, synthetic_
     assert_one_line_error(proc, "none.json is not a run record of train.py with weights")
 
 
+def test_a_stop_raises_at_once_only_while_training_and_never_inside_a_database_call():
+    stop = sweep.Stop()
+    stop(signal.SIGTERM, None)  # between trials, e.g. inside an Optuna commit: remembered, not raised
+    assert stop.requested
+    with pytest.raises(KeyboardInterrupt), stop.while_training():
+        pytest.fail("a net started training after a stop")
+
+    stop, reported = sweep.Stop(), []
+
+    def report(run, row):  # a signal that lands mid-report must not cut the report short
+        stop(signal.SIGTERM, None)
+        reported.append(row)
+
+    with pytest.raises(KeyboardInterrupt), stop.while_training():
+        stop.sheltered(report)(None, {"epoch": 1})
+    assert reported == [{"epoch": 1}] and not stop.training
+
+    stop = sweep.Stop()
+    with pytest.raises(KeyboardInterrupt), stop.while_training():
+        stop(signal.SIGINT, None)  # mid-training: at once
+        pytest.fail("a stop while training did not raise at once")
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_a_stopped_worker_keeps_the_study_and_says_how_to_continue(synthetic_root, tmp_path, stop):
     tiny = ["--budget", "5000", "--epochs", "3", "--val", "64", "--subset", "64", "--trials", "20",
