@@ -141,6 +141,19 @@ RECIPES: dict[str, Recipe] = {
         teacher="results/s6-seed0.json",
         distill_weight=0.8,
     ),
+    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-8000.json (learns from labels only).
+    "s8_8k": Recipe(
+        lr=0.05733916835054211,
+        schedule="onecycle",
+        pct_start=0.1169598410800335,
+        anneal="linear",
+        batch_size=32,
+        augment=Augment(degrees=9.518529688063536, translate=0.1, scale=0.07142700676327748, p=0.5432039428501325),
+        precision="bf16",
+        weight_decay=0.0001,
+        label_smoothing=0.05,
+        cycle_momentum=False,
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: the recipe's, falling back to fp32 where bf16 is slow
