@@ -451,12 +451,12 @@ def validation_runs(model: str, folder: Path = SUPERSEDED / "hand-designed" / "v
     return "; ".join(parts) or "no validation runs"
 
 
-def study_link(budget: int) -> str:
+def study_link(path: Path) -> str:
     """A study as a link with its trial counts and best trial."""
-    exported = study(budget)
+    exported = read_json(path, ("trials", "best"))
     states = [t["state"] for t in exported["trials"]]
     counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "rejected", "fail") if s in states)
-    link = f"[`budget-{budget}`]({study_path(budget).relative_to(HERE).as_posix()})"
+    link = f"[`{path.stem}`]({path.relative_to(HERE).as_posix()})"
     best, winner = exported["best"]["number"], (exported.get("winner") or {}).get("number")
     chose = f"best: trial {best}" if winner is None else f"stage-1 best: trial {best}; stage-2 winner: trial {winner}"
     return f"{link} ({counts}; {chose})"
@@ -496,16 +496,27 @@ def sgd_words(recipe: Recipe) -> str:
     return ", ".join(words)
 
 
-def frontier_facts(model: str) -> dict:
-    """The budgets a searched net holds, the studies that chose it, its design and recipe, flattened."""
-    budgets = [b for b in FRONTIER if holder(b) == model]
+def replaced_first_rounds(searched: list[str]) -> list[str]:
+    """The first round's searched nets that a second-round winner has replaced in every budget they held."""
+    return [m for m in dict.fromkeys(first_round(b) for b in FRONTIER) if m and m not in searched]
+
+
+def frontier_facts(model: str, first: bool = False) -> dict:
+    """The budgets a searched net holds (`first`: held, until the second round), the studies that chose it, its
+    design and recipe, flattened."""
+    if first:
+        budgets = [b for b in FRONTIER if first_round(b) == model]
+        paths = [STUDIES / f"budget-{b}.json" for b in budgets]
+    else:
+        budgets = [b for b in FRONTIER if holder(b) == model]
+        paths = [study_path(b) for b in budgets]
     recipe, net = RECIPES[model], get_model(model)
     return {
         **{k: v for k, v in asdict(recipe).items() if k != "augment"},
         **asdict(recipe.augment),
         "budgets": in_words(f"< {b:,}" for b in budgets) + " parameters",
-        "studies": in_words(study_link(b) for b in budgets),
-        **chosen(study(budgets[0])),
+        "studies": in_words(study_link(p) for p in paths),
+        **chosen(read_json(paths[0], ("trials", "best"))),
         "layers": net.layers,
         "dropout": net.dropout,
         "holds": budgets,
@@ -603,11 +614,19 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
     """The Target / Result / Analysis table, from the baseline to the smallest net, over every seed run."""
     s6 = summarize([r for r in runs if r["model"] == "s6"]).get("s6")
     searched = searched_nets()
-    steps = [*STORY, *(Step(m, FRONTIER_TARGET, FRONTIER_ANALYSIS) for m in searched)]
+    replaced = replaced_first_rounds(searched)
+    steps = [
+        *STORY,
+        *(Step(f"{m} (first round)", FRONTIER_TARGET, FRONTIER_ANALYSIS, superseded=True) for m in replaced),
+        *(Step(m, FRONTIER_TARGET, FRONTIER_ANALYSIS) for m in searched),
+    ]
+    superseded_or_replaced = superseded + [
+        {**r, "model": f"{r['model']} (first round)"} for r in runs if r["model"] in replaced
+    ]
     rows = ["| step | target | result | analysis |", "|---|---|---|---|"]
     on_gpu = load_runs(GPU)
     for step in steps:
-        group = [r for r in (superseded if step.superseded else runs) if r["model"] == step.model]
+        group = [r for r in (superseded_or_replaced if step.superseded else runs) if r["model"] == step.model]
         where = ""
         if not group and not step.superseded:  # a step not run on the CPU may have run on a lent GPU
             group = [r for r in on_gpu if r["model"] == step.model]
@@ -618,8 +637,10 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
         facts: dict = {"params": f"{params:,}", "val_runs": validation_runs(step.model)}
         if step.superseded and group:
             facts["successor"] = successor(step.model, group[0])
-        if step.model in searched and not step.superseded:
-            facts |= frontier_facts(step.model)
+        name, _, design = step.model.partition(" (")
+        first = step.superseded and design == "first round)"
+        if name in searched and not step.superseded or first:
+            facts |= frontier_facts(name, first)
         if step.model == "baseline":
             linears = [m for m in get_model("baseline").modules() if isinstance(m, torch.nn.Linear)]
             facts["fc"] = sum(p.numel() for p in linears[0].parameters()) / params
@@ -636,7 +657,8 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
             facts["gap_word"] = "below" if facts["train"] < facts["test"] else "above"
             if s6:
                 facts["delta"] = s["final_acc_mean"] - s6["final_acc_mean"]
-            facts["versus"] = versus(facts.get("holds", []), s, superseded, runs)
+            earlier = versus(facts.get("holds", []), s, superseded, runs)
+            facts["versus"] = replaced_by(facts["holds"]) if first else earlier
             result = (
                 f"{params:,} parameters; {s['seeds_at_target_last3']} of {len(group)} seeds hold ≥ {TARGET} % in each "
                 f"of the last 3 epochs; final {mean_std(s)} (min {s['final_acc_min']:.2f} %){where}"
@@ -647,6 +669,15 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
         cells = [label(step.model, step.superseded), fill(step.target, facts), result, fill(step.analysis, facts)]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def replaced_by(budgets: list[int]) -> str:
+    """The closing words of a first-round net that a second round's winner replaced."""
+    winners = in_words(f"`{holder(b)}`" for b in budgets)
+    return (
+        f"**Superseded** by {winners}, the second round's stage-2 winner below, chosen on the mean of several "
+        f"validation seeds; its runs stay in `results/` under its name."
+    )
 
 
 def versus(budgets: list[int], s: dict, superseded: list[dict], runs: list[dict]) -> str:

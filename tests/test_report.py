@@ -108,10 +108,26 @@ def test_superseded_designs_stay_in_the_story_with_their_numbers(tmp_path):
     assert "3 of 5 seeds hold ≥ 99.4 %" in hand and "**Superseded**" in hand
     last = next(line for line in story if line.startswith("| `s7_8k` (no weight average, superseded) |"))
     assert "1 of 2 seeds hold ≥ 99.4 %" in last and "**Superseded**" in last
-    new = next(line for line in story if line.startswith("| `s7_8k` |"))
+    new = next(line for line in story if line.startswith(f"| `{report.holder(8000)}` |"))
     assert "**not run here**" in new
     table = report.summary_table(report.summarize(superseded)).splitlines()[2:]
     assert [row.split(" | ")[0] for row in table] == ["| `s7_8k` (hand designed)", "| `s7_8k` (no weight average)"]
+
+
+def test_a_first_round_net_replaced_by_a_second_round_winner_stays_in_the_story(tmp_path):
+    """s7_8k held < 8k until frontier-ii's stage 2 chose s8_8k: its runs keep a row, which names its successor."""
+    old, new = report.first_round(8000), report.holder(8000)
+    assert old and new and old != new and old not in report.searched_nets()
+    write_runs(tmp_path, "s6", [True] * 5)
+    write_runs(tmp_path, old, [True, True, False])
+    write_runs(tmp_path, new, [True, True, True, True, True])
+    story = report.story(report.load_runs(tmp_path), []).splitlines()
+    first = next(line for line in story if line.startswith(f"| `{old}` (first round, superseded) |"))
+    assert "2 of 3 seeds hold ≥ 99.4 %" in first and f"**Superseded** by `{new}`" in first
+    assert "results/validation/budget-8000.json" in first  # chosen by the first round's study
+    winner = next(line for line in story if line.startswith(f"| `{new}` |"))
+    assert "5 of 5 seeds hold ≥ 99.4 %" in winner and "frontier-ii/budget-8000.json" in winner
+    assert f"{report.label(old)} (7,432 parameters) held on 2 of 3 seeds" in winner  # among the earlier designs
 
 
 def test_five_minute_check_uses_runs_made_alone_and_flags_slow_ones():
