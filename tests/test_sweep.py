@@ -23,8 +23,8 @@ from utils import RECIPES, recipe_from_dict
 TRIALS = 12
 
 
-def start_worker(root, out, seed: int) -> subprocess.Popen:
-    args = ["--budget", "3000", "--trials", str(TRIALS), "--epochs", "2", "--val", "64", "--subset", "448",
+def start_worker(root, out, seed: int, trials: int = TRIALS) -> subprocess.Popen:
+    args = ["--budget", "3000", "--trials", str(trials), "--epochs", "2", "--val", "64", "--subset", "448",
             "--data-dir", str(root), "--out", str(out), "--storage", f"sqlite:///{out / 'study.db'}",
             "--seed", str(seed), "--threads", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -38,29 +38,26 @@ def start_worker(root, out, seed: int) -> subprocess.Popen:
     )
 
 
-def trained_so_far(storage: str) -> int:
-    try:
-        return sweep.trained(optuna.load_study(study_name="budget-3000", storage=storage))
-    except KeyError:  # the first worker has not created the study yet
-        return 0
-
-
-def test_two_workers_share_one_sqlite_study(synthetic_root, tmp_path):
-    """The second worker joins once the first is training, with most of the study's trials still to run."""
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    workers = [start_worker(synthetic_root, tmp_path, seed=1)]
-    deadline = time.monotonic() + 120
-    while trained_so_far(storage) < 1 and workers[0].poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    workers.append(start_worker(synthetic_root, tmp_path, seed=2))
+def finish(workers: list[subprocess.Popen]) -> None:
     for w in workers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err[-3000:]
 
+
+def test_two_workers_share_one_sqlite_study(synthetic_root, tmp_path):
+    """A worker creates the study and trains 3 trials; two more, started together, share the rest of it.
+
+    Started together, both join an existing study (its reference trials already queued) and train
+    at once: a worker that joined a running one late could find it finished and train nothing.
+    """
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    finish([start_worker(synthetic_root, tmp_path, seed=1, trials=3)])
+    finish([start_worker(synthetic_root, tmp_path, seed=1), start_worker(synthetic_root, tmp_path, seed=2)])
+
     study = optuna.load_study(study_name="budget-3000", storage=storage)
     trained = [t for t in study.trials if t.state.is_finished() and "rejected" not in t.user_attrs]
     assert TRIALS <= len(trained) <= TRIALS + 1  # a worker may finish the trial it had started when the other hit 12
-    assert len({t.user_attrs["worker"] for t in trained}) == 2  # both workers trained trials
+    assert len({t.user_attrs["worker"] for t in trained}) == 3  # the first worker, then both of the pair
     assert len({t.number for t in study.trials}) == len(study.trials)
     for t in trained:
         assert t.user_attrs["params"] < 3000
