@@ -639,7 +639,7 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
             facts["successor"] = successor(step.model, group[0])
         name, _, design = step.model.partition(" (")
         first = step.superseded and design == "first round)"
-        if name in searched and not step.superseded or first:
+        if (name in searched and not step.superseded) or first:
             facts |= frontier_facts(name, first)
         if step.model == "baseline":
             linears = [m for m in get_model("baseline").modules() if isinstance(m, torch.nn.Linear)]
@@ -657,8 +657,9 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
             facts["gap_word"] = "below" if facts["train"] < facts["test"] else "above"
             if s6:
                 facts["delta"] = s["final_acc_mean"] - s6["final_acc_mean"]
-            earlier = versus(facts.get("holds", []), s, superseded, runs)
-            facts["versus"] = replaced_by(facts["holds"]) if first else earlier
+            facts["versus"] = (
+                replaced_by(facts["holds"]) if first else versus(facts.get("holds", []), s, superseded, runs)
+            )
             result = (
                 f"{params:,} parameters; {s['seeds_at_target_last3']} of {len(group)} seeds hold ≥ {TARGET} % in each "
                 f"of the last 3 epochs; final {mean_std(s)} (min {s['final_acc_min']:.2f} %){where}"
