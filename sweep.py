@@ -413,15 +413,30 @@ def shown(url: str) -> str:
         return repr(url)
 
 
-def ask_for(study: optuna.Study, changes: list[str]) -> None:
-    """Queue the trials asked for by name: the reference first in a new study, then `--best-with`.
+def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]:
+    """The budget's study, and whether this worker created it. The database lets one worker create it,
+    so workers started together on a new study queue its reference trials once, not once each."""
+    spec = {
+        "study_name": f"budget-{args.budget}",
+        "storage": open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}"),
+        "sampler": optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
+        "pruner": optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
+    }
+    try:
+        return optuna.create_study(direction="maximize", **spec), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(**spec), False
+
+
+def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
+    """Queue the trials asked for by name: in a new study the public reference, mapped and as published, then
+    `--best-with`.
 
     Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
     trains to the end: the pruner would judge it by epochs that are not the score.
     """
-    if not study.trials:
+    if new:
         study.enqueue_trial(REFERENCE, user_attrs={"asked_for": "the public reference"})
-    if not any(t.user_attrs.get("asked_for") == PUBLIC_LABEL for t in study.trials):
         study.enqueue_trial(PUBLIC, user_attrs={"asked_for": PUBLIC_LABEL})
     if not changes:
         return
@@ -505,15 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a trial stopped by Ctrl-C is no traceback
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     try:
-        study = optuna.create_study(
-            study_name=f"budget-{args.budget}",
-            storage=open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}"),
-            load_if_exists=True,
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
-        )
-        ask_for(study, args.best_with)
+        study, new = open_study(args, out)
+        ask_for(study, args.best_with, new)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -45,19 +45,24 @@ def finish(workers: list[subprocess.Popen]) -> None:
 
 
 def test_two_workers_share_one_sqlite_study(synthetic_root, tmp_path):
-    """A worker creates the study and trains 3 trials; two more, started together, share the rest of it.
+    """Two workers started together create a study and train 3 trials; two more, started together, share the rest.
 
-    Started together, both join an existing study (its reference trials already queued) and train
-    at once: a worker that joined a running one late could find it finished and train nothing.
+    The first pair races to create the study: its reference trials are queued once, not once each. The
+    second pair joins the study together, so each trains: a worker that joined a running study late
+    could find it finished and train nothing.
     """
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    finish([start_worker(synthetic_root, tmp_path, seed=1, trials=3)])
-    finish([start_worker(synthetic_root, tmp_path, seed=1), start_worker(synthetic_root, tmp_path, seed=2)])
+    finish([start_worker(synthetic_root, tmp_path, seed=s, trials=3) for s in (1, 2)])
+    pair = [start_worker(synthetic_root, tmp_path, seed=s) for s in (3, 4)]
+    finish(pair)
 
     study = optuna.load_study(study_name="budget-3000", storage=storage)
     trained = [t for t in study.trials if t.state.is_finished() and "rejected" not in t.user_attrs]
     assert TRIALS <= len(trained) <= TRIALS + 1  # a worker may finish the trial it had started when the other hit 12
-    assert len({t.user_attrs["worker"] for t in trained}) == 3  # the first worker, then both of the pair
+    workers = {t.user_attrs["worker"].partition(":")[2] for t in trained}
+    assert {str(w.pid) for w in pair} <= workers  # both of the second pair trained trials
+    asked = [t.user_attrs["asked_for"] for t in study.trials if "asked_for" in t.user_attrs]
+    assert sorted(asked) == sorted(["the public reference", sweep.PUBLIC_LABEL])
     assert len({t.number for t in study.trials}) == len(study.trials)
     for t in trained:
         assert t.user_attrs["params"] < 3000
@@ -70,6 +75,17 @@ def test_two_workers_share_one_sqlite_study(synthetic_root, tmp_path):
     assert {t["state"] for t in export["trials"]} <= {"complete", "pruned", "rejected"}
     assert export["best"]["score"] == max(t.value for t in study.trials if t.state.name == "COMPLETE")
     assert export["best"]["layers"] and export["best"]["recipe"]["augment"]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats, as sweep.main
+def test_workers_opening_a_new_study_together_queue_its_reference_trials_once(tmp_path):
+    args = sweep.parse_args(["--budget", "5000", "--storage", f"sqlite:///{tmp_path / 'study.db'}"])
+    (first, created), (second, joined) = sweep.open_study(args, tmp_path), sweep.open_study(args, tmp_path)
+    assert (created, joined) == (True, False)  # both opened it before either queued a trial
+    sweep.ask_for(second, [], joined)
+    sweep.ask_for(first, [], created)
+    asked = [t.user_attrs["asked_for"] for t in second.get_trials()]
+    assert sorted(asked) == sorted(["the public reference", sweep.PUBLIC_LABEL])
 
 
 def test_first_trial_is_the_public_reference_design(synthetic_root, tmp_path):
