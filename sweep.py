@@ -376,7 +376,8 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
 
 
 def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """The study's database. Workers started together race to create its tables: the loser retries.
+    """The study's database. Workers started together race to create its tables: the loser retries
+    (SQLite says so as "table already exists" or as a second row in alembic_version).
 
     A worker that dies mid-trial stops its heartbeat; the next worker to start marks that trial failed.
     A URL that can't be parsed, names a missing driver or a database that can't be reached is a
@@ -396,7 +397,8 @@ def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     while True:
         try:
             return connect()
-        except sqlalchemy.exc.OperationalError as err:  # busy or unreachable: busy passes, unreachable stays
+        # busy, lost the race to create the tables, or unreachable: the first two pass, unreachable stays
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as err:
             tries += 1
             if tries == attempts:
                 raise UserError(f"cannot open --storage {shown(url)}: {first_line(err.orig or err)}") from None

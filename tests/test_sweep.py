@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import multiprocessing
 import os
 import signal
 import statistics
@@ -75,6 +76,30 @@ def test_two_workers_share_one_sqlite_study(synthetic_root, tmp_path):
     assert {t["state"] for t in export["trials"]} <= {"complete", "pruned", "rejected"}
     assert export["best"]["score"] == max(t.value for t in study.trials if t.state.name == "COMPLETE")
     assert export["best"]["layers"] and export["best"]["recipe"]["augment"]
+
+
+def open_at_barrier(url: str, barrier, errors) -> None:
+    barrier.wait()
+    try:
+        sweep.open_storage(url)
+    except sweep.UserError as err:
+        errors.put(str(err))
+
+
+def test_workers_opening_a_new_database_together_all_get_it(tmp_path):
+    """Without a retry most rounds fail: the loser sees "table already exists" or a duplicate alembic_version."""
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    for round in range(6):
+        barrier = context.Barrier(3)
+        url = f"sqlite:///{tmp_path / f'race{round}.db'}"
+        openers = [context.Process(target=open_at_barrier, args=(url, barrier, errors)) for _ in range(3)]
+        for p in openers:
+            p.start()
+        for p in openers:
+            p.join(timeout=120)
+            assert p.exitcode == 0
+    assert errors.empty(), errors.get()
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats, as sweep.main
