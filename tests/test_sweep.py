@@ -274,6 +274,9 @@ def test_the_public_recipe_as_published_is_asked_of_every_study(synthetic_root, 
     assert public["asked_for"] == sweep.PUBLIC_LABEL
     assert public["recipe"]["batch_size"] == 32 and public["recipe"]["momentum"] == 0.0
     assert public["recipe"]["cycle_momentum"] is False and public["layers"] == "4p 4p 4p M 8p 8p 8p M 8p 8p 8p"
+    teacher = "results/validation/teachers/s6-seed0-val5000.json"
+    _, _, taught = sweep.suggest(optuna.trial.FixedTrial(sweep.PUBLIC), teacher)
+    assert taught.distill_weight == 0.0 and taught.teacher == ""  # as published even where the study distils
 
 
 def test_a_study_with_a_teacher_searches_how_much_to_distil(tmp_path, synthetic_root):
