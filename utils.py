@@ -154,6 +154,21 @@ RECIPES: dict[str, Recipe] = {
         label_smoothing=0.05,
         cycle_momentum=False,
     ),
+    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-5000.json: the public reference's
+    # net and plain SGD at batch 32, with a drawn schedule and augmentation, half of the loss distilled.
+    "s8_5k": Recipe(
+        lr=0.1653189681080532,
+        momentum=0.0,
+        schedule="onecycle",
+        pct_start=0.169739289374228,
+        anneal="linear",
+        batch_size=32,
+        augment=Augment(degrees=9.460309620569456, translate=0.1, scale=0.08894477733924347, p=0.5054873427372076),
+        precision="bf16",
+        cycle_momentum=False,
+        teacher="results/s6-seed0.json",
+        distill_weight=0.5,
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: the recipe's, falling back to fp32 where bf16 is slow
