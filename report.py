@@ -674,9 +674,10 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
 
 def replaced_by(budgets: list[int]) -> str:
     """The closing words of a first-round net that a second round's winner replaced."""
-    winners = in_words(f"`{holder(b)}`" for b in budgets)
+    names = sorted({f"`{holder(b)}`" for b in budgets})
+    what = "the second round's stage-2 winners" if len(names) > 1 else "the second round's stage-2 winner"
     return (
-        f"**Superseded** by {winners}, the second round's stage-2 winner below, chosen on the mean of several "
+        f"**Superseded** by {in_words(names)}, {what} below, chosen on the mean of several "
         f"validation seeds; its runs stay in `results/` under its name."
     )
 
