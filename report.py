@@ -675,10 +675,10 @@ def story(runs: list[dict], superseded: list[dict]) -> str:
 def replaced_by(budgets: list[int]) -> str:
     """The closing words of a first-round net that a second round's winner replaced."""
     names = sorted({f"`{holder(b)}`" for b in budgets})
-    what = "the second round's stage-2 winners" if len(names) > 1 else "the second round's stage-2 winner"
+    winners = "winners" if len(names) > 1 else "winner"
     return (
-        f"**Superseded** by {in_words(names)}, {what} below, chosen on the mean of several "
-        f"validation seeds; its runs stay in `results/` under its name."
+        f"**Superseded** by {in_words(names)}, the second round's stage-2 {winners} below, chosen on the mean of "
+        f"several validation seeds; its runs stay in `results/` under its name."
     )
 
 

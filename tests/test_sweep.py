@@ -90,9 +90,9 @@ def test_workers_opening_a_new_database_together_all_get_it(tmp_path):
     """Without a retry most rounds fail: the loser sees "table already exists" or a duplicate alembic_version."""
     context = multiprocessing.get_context("fork")
     errors = context.Queue()
-    for round in range(6):
+    for attempt in range(6):
         barrier = context.Barrier(3)
-        url = f"sqlite:///{tmp_path / f'race{round}.db'}"
+        url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
         openers = [context.Process(target=open_at_barrier, args=(url, barrier, errors)) for _ in range(3)]
         for p in openers:
             p.start()
