@@ -165,10 +165,11 @@ MODELS: dict[str, ModelSpec] = {
     "s7_8k": budgeted("4p 4p 4p M 12p 12p 12p M 10p 10p 10p", dropout=0.0019127488151920672, budget=8_000),
     "s7_4k": budgeted("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", dropout=0.01, budget=4_000),  # first round: < 5k too
     "s7_3k": budgeted("6p 6p M 6p 6p M 6p 6p", dropout=0.040805315978710795, budget=3_000),
-    # Frontier II: the stage-2 winners of the studies in results/validation/frontier-ii/ (s8_4k, s8_5k distil).
+    # Frontier II: the stage-2 winners of the studies in results/validation/frontier-ii/ (all but s8_8k distil).
     "s8_4k": budgeted("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", dropout=0.003404749975698642, budget=4_000),
     "s8_8k": budgeted("8p [ 8p ] M 16d [ 16d ] M 18 18", dropout=0.032228877925077414, budget=8_000),
     "s8_5k": budgeted("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", dropout=0.003303439945491489, budget=5_000),
+    "s8_3k": budgeted("8p 8p M 18d 18d M 18d 18d", dropout=0.00367245831897043, budget=3_000),
 }
 
 

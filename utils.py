@@ -169,6 +169,21 @@ RECIPES: dict[str, Recipe] = {
         teacher="results/s6-seed0.json",
         distill_weight=0.5,
     ),
+    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-3000.json: separable convolutions
+    # after the first stage, Nesterov momentum without OneCycle's cycling, label smoothing, half of the loss distilled.
+    "s8_3k": Recipe(
+        lr=0.04292232518546543,
+        schedule="onecycle",
+        pct_start=0.2134735698361244,
+        augment=Augment(degrees=12.530335053529452, translate=0.1, scale=0.12619988836648893, p=0.7602179151158369),
+        precision="bf16",
+        nesterov=True,
+        weight_decay=0.0005,
+        label_smoothing=0.1,
+        cycle_momentum=False,
+        teacher="results/s6-seed0.json",
+        distill_weight=0.5,
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: the recipe's, falling back to fp32 where bf16 is slow
