@@ -150,14 +150,16 @@ def test_bad_flags_get_one_line_errors(synthetic_root, tmp_path, flags, message)
 
 
 def test_readme_usage_names_every_flag_and_registered_model(capsys):
-    """The README's `train.py` synopsis is typed, so a flag or net added later must not slip past it."""
+    """The synopsis is typed, so a new flag must not slip past it; `--model NAME` points at the models table."""
     with pytest.raises(SystemExit):
         train_script.parse_args(["--help"])
     flags = set(re.findall(r"--[a-z][a-z-]*", capsys.readouterr().out)) - {"--help"}
     readme = (ROOT / "README.md").read_text()
     usage = readme.split("## `train.py`", 1)[1].split("```text", 1)[1].split("```", 1)[0]
     assert sorted(f for f in flags if f not in re.findall(r"--[a-z][a-z-]*", usage)) == []
-    assert "{" + ",".join(MODELS) + "}" in usage
+    assert "--model NAME" in usage
+    models_table = readme.split("<!-- models:begin -->", 1)[1].split("<!-- models:end -->", 1)[0]
+    assert sorted(n for n in MODELS if f"| `{n}` |" not in models_table) == []
 
 
 def test_unknown_model_message_lists_known_models(tmp_path):
