@@ -255,7 +255,9 @@ def score(accs: list[float]) -> float:
 
 
 def finalists(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
-    """The n best complete trials with distinct parameters (a --best-with repeat counts once)."""
+    """The n best complete trials with distinct parameters (a --best-with repeat counts once), and every
+    variant of a stage-2 winner asked for by --best-with, whatever its rank: it is judged as the winner was.
+    """
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     chosen, seen = [], set()
     for t in sorted(complete, key=lambda t: t.value, reverse=True):
@@ -263,7 +265,8 @@ def finalists(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
         if key not in seen:
             chosen.append(t)
             seen.add(key)
-    return chosen[:n]
+    best = {t.number for t in chosen[:n]}
+    return chosen[:n] + [t for t in complete if t.user_attrs.get("stage_2") and t.number not in best]
 
 
 def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device) -> None:
@@ -328,6 +331,16 @@ def rank(confirmed: dict, trial: dict) -> tuple[float, int]:
     return round(confirmed["mean"], 6), -trial["params"]
 
 
+def winner(study: optuna.Study) -> int | None:
+    """Stage 2's winner (a trial number): the best mean, once no confirmed trial still waits for a seed."""
+    confirmed = confirmation(study)
+    seeds = [set(c["scores"]) for c in confirmed.values()]
+    if not seeds or any(s != set.union(*seeds) for s in seeds):
+        return None
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    return int(max(confirmed, key=lambda n: rank(confirmed[n], trials[int(n)].user_attrs)))
+
+
 def trained(study: optuna.Study) -> int:
     """Trials that trained (complete or pruned), not those rejected over budget."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -353,10 +366,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
         )
     complete = [t for t in trials if t["state"] == "complete"]
     by_number = {t["number"]: t for t in trials}
-    confirmed = confirmation(study)
-    seeds = [set(c["scores"]) for c in confirmed.values()]
-    done = seeds and all(s == set.union(*seeds) for s in seeds)  # no finalist still waits for a seed
-    winner = max(confirmed, key=lambda n: rank(confirmed[n], by_number[int(n)])) if done else None
+    won = winner(study)
     exported = {
         "study": study.study_name,
         "budget": args.budget,
@@ -368,8 +378,8 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
         "val": args.val,
         "trial_seed": TRIAL_SEED,
         "best": max(complete, key=lambda t: t["score"]) if complete else None,
-        "confirmation": confirmed,  # stage 2: trial number -> per-seed scores on validation and their mean
-        "winner": by_number[int(winner)] if winner else None,  # best mean, once all are in
+        "confirmation": confirmation(study),  # stage 2: trial number -> per-seed scores on validation and their mean
+        "winner": by_number[won] if won is not None else None,  # best mean, once all are in
         "trials": trials,
     }
     write_json(path, exported)
@@ -436,7 +446,9 @@ def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     `--best-with`.
 
     Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
-    trains to the end: the pruner would judge it by epochs that are not the score.
+    trains to the end: the pruner would judge it by epochs that are not the score. The best net is
+    stage 2's winner once there is one, and then the variant joins stage 2: one seed cannot
+    answer a question whose answer is smaller than the spread of seeds.
     """
     if new:
         study.enqueue_trial(REFERENCE, user_attrs={"asked_for": "the public reference"})
@@ -454,7 +466,8 @@ def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise UserError(f"--best-with: {study.study_name} has no complete trial yet")
-    best = study.best_trial
+    won = winner(study)
+    best = study.best_trial if won is None else next(t for t in complete if t.number == won)
     params = {**REFERENCE, **best.params, **values}  # parameters added to the space since take the reference's
     try:
         with warnings.catch_warnings():  # a value outside a range is allowed: Optuna warns once when it trains
@@ -463,7 +476,8 @@ def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     except ValueError as err:  # a value that is not one of a parameter's choices
         raise UserError(f"--best-with {' '.join(changes)}: {err}") from None
     label = f"trial {best.number} with {', '.join(changes)}"
-    study.enqueue_trial(params, user_attrs={"asked_for": label}, skip_if_exists=True)
+    attrs = {"asked_for": label, **({"stage_2": True} if won is not None else {})}
+    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

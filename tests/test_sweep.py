@@ -222,6 +222,29 @@ def test_confirmation_retrains_the_best_distinct_trials_on_more_seeds_and_picks_
     )
 
 
+def test_best_with_after_stage_2_varies_its_winner_and_judges_the_variant_on_the_same_seeds(synthetic_root, tmp_path):
+    tiny = ["--budget", "5000", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir", str(synthetic_root),
+            "--out", str(tmp_path), "--confirm", "2", "--confirm-seeds", "1"]  # fmt: skip
+    assert sweep.main([*tiny, "--trials", "3"]) == 0
+    stage1 = json.loads((tmp_path / "budget-5000.json").read_text())
+    leader = stage1["best"]["number"]
+    (second,) = (int(n) for n in stage1["confirmation"] if int(n) != leader)
+    study = optuna.load_study(study_name="budget-5000", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study.set_user_attr(f"confirm:{leader}:1", {"score": 0.0})  # stage 2 overturns stage 1, as at 8k, 4k, 3k
+    study.set_user_attr(f"confirm:{second}:1", {"score": 100.0})
+    before = sweep.export(study, tmp_path / "budget-5000.json", sweep.parse_args(tiny))
+    assert sweep.main([*tiny, "--trials", "4", "--best-with", "ema=0.999"]) == 0
+    export = json.loads((tmp_path / "budget-5000.json").read_text())
+    variant = next(t for t in export["trials"] if t.get("asked_for", "").startswith("trial "))
+    won = before["winner"]
+    assert won["number"] == second
+    assert variant["asked_for"] == f"trial {won['number']} with ema=0.999" and variant["stage_2"] is True
+    assert variant["suggested"] == {**won["suggested"], "ema": 0.999}
+    confirmed = export["confirmation"]
+    assert set(before["confirmation"]) | {str(variant["number"])} == set(confirmed)  # in, whatever its seed-0 rank
+    assert all(list(c["scores"]) == ["0", "1"] for c in confirmed.values()) and export["winner"] is not None
+
+
 def test_stage_2_breaks_a_tie_in_mean_by_fewer_parameters_whatever_the_float_sums_say():
     def entry(scores):
         return {"scores": dict(enumerate(scores)), "mean": statistics.mean(scores)}
