@@ -572,8 +572,9 @@ def frontier_ii(runs: list[dict]) -> str:
             weight = t["recipe"].get("distill_weight", 0.0)
             scores = ", ".join(f"{v:.2f}" for v in entry["scores"].values())
             mark, taught = "**winner**" if int(number) == winner else "", f"{weight:.0%}" if weight else "no"
+            asked = f" ({t['asked_for'].removeprefix('trial ')})" if t.get("stage_2") else ""  # a --best-with variant
             stage2.append(
-                f"| `budget-{budget}` | {number} | {t['params']:,} | `{t['layers']}` | {taught} "
+                f"| `budget-{budget}` | {number}{asked} | {t['params']:,} | `{t['layers']}` | {taught} "
                 f"| {scores} | {entry['mean']:.3f} % | {mark} |"
             )
         name = holder(budget) if winner is not None else None  # a winner is what makes this study choose

@@ -222,6 +222,13 @@ def test_a_second_round_study_is_shown_as_it_stands_and_chooses_only_once_stage_
     assert rows[0].startswith("| `budget-4000` | 0 |") and "| 99.10, 99.40 | 99.250 % | **winner** |" in rows[0]
     assert rows[1].endswith("| 99.30, 99.10 | 99.200 % |  |")
 
+    variant = {**fake_trial(5, "complete", 99.0), "asked_for": "trial 0 with ema=0.999", "stage_2": True}
+    confirmation["5"] = {"scores": {"0": 99.0, "1": 99.2}, "mean": 99.1}
+    exported = {**export, "trials": [*trials, variant], "confirmation": confirmation, "winner": trials[0]}
+    (second / "budget-4000.json").write_text(json.dumps(exported))
+    rows = [r for r in report.frontier_ii([]).splitlines() if r.startswith("| `budget-4000` |")]
+    assert rows[2].startswith("| `budget-4000` | 5 (0 with ema=0.999) |") and rows[2].endswith("| 99.100 % |  |")
+
 
 def test_a_published_recipe_may_distil_from_the_study_teacher_trained_again_on_all_training_images():
     studied = Recipe(lr=0.1, teacher="results/validation/teachers/s6-seed0-val5000.json", distill_weight=0.5)
