@@ -399,16 +399,20 @@ STORY = [
         )
         for model in ("s7_8k", "s7_4k")
     ),
-    Step(
-        "s8_4k (no weight average)",
-        "The first stage-2 winner of the second round's < 4k study (trial 69), as first published: the net and "
-        "recipe that `{successor}` below keeps, evaluated and saved on its last weights.",
-        "Mean final accuracy {mean:.2f} % over {n} seeds ({delta:+.2f} points against s6). After these runs, the "
-        "study was asked on validation whether its winner gains from weight averaging (`--best-with ema=0.999`, "
-        "which joins stage 2 on the same seeds); the averaged variant, trial 72, won stage 2 on the mean over "
-        "seeds (the stage-2 table below). **Superseded** by `{successor}`: the same training, evaluated and saved "
-        "on a moving average of its weights; these runs are in `results/superseded/no-weight-average/`.",
-        superseded=True,
+    *(
+        Step(
+            f"{model} (no weight average)",
+            "The first stage-2 winner of its budget's second-round study, as first published: the net and recipe "
+            "that `{successor}` below keeps, evaluated and saved on its last weights.",
+            "Mean final accuracy {mean:.2f} % over {n} seeds ({delta:+.2f} points against s6). After these runs, "
+            "the study was asked on validation whether its winner gains from weight averaging (`--best-with "
+            "ema=0.999`, which joins stage 2 on the same seeds), and the averaged variant won stage 2 on the mean "
+            "over seeds (the stage-2 table below). **Superseded** by `{successor}`: the same training, evaluated "
+            "and saved on a moving average of its weights; these runs are in "
+            "`results/superseded/no-weight-average/`.",
+            superseded=True,
+        )
+        for model in ("s8_4k", "s8_3k")
     ),
     *(
         Step(
