@@ -412,7 +412,7 @@ STORY = [
             "`results/superseded/no-weight-average/`.",
             superseded=True,
         )
-        for model in ("s8_4k", "s8_3k")
+        for model in ("s8_5k", "s8_4k", "s8_3k")
     ),
     *(
         Step(
