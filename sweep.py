@@ -512,7 +512,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="first train the study's best trial with these parameters changed (e.g. ema=0.999)",
+        help="first train the study's best trial (stage 2's winner once there is one) with these parameters "
+        "changed (e.g. ema=0.999)",
     )
     args = p.parse_args(argv)
     args.command = shlex.join(["python", "sweep.py", *argv])
