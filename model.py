@@ -1,183 +1,127 @@
-"""Parameter-budgeted MNIST CNNs, looked up by name with `get_model`.
+"""The course's MNIST CNNs, each a class you can read top to bottom.
 
-Every budgeted net is built by `Net` from a short layer string, read left to right:
+    S6        < 20,000 parameters: the notebook's net (17,200)
+    S7_10k    < 10,000: S6's layers, narrower (9,098)
+    S8_8k     < 8,000: padded, with two residual shortcuts and separable convolutions (7,104)
+    Baseline  the 593,200-parameter "before" net the course starts from
 
-    "8p"   3x3 convolution to 8 maps, padded (the side stays)
-    "8"    3x3 convolution to 8 maps, unpadded (the side shrinks by 2)
-    "8d"   depthwise-separable 3x3 convolution to 8 maps, padded: a 3x3 filter per input map,
-           then a 1x1 convolution to 8 (9 * in + in * 8 weights instead of 9 * in * 8)
-    "t8"   1x1 convolution to 8 maps (a "transition" that mixes or squeezes channels)
-    "M"    2x2 max-pool (the side halves)
-    "[ ... ]"  a residual group: its input is added to its output (no parameters; the group
-           must keep the number of maps and the side)
-    "x3"   after a convolution or a "]": the same block applied 3 times, sharing its weights
-           (it must keep the number of maps: "8px3" needs 8 maps coming in)
-
-Each convolution is followed by BatchNorm and ReLU, each 3x3 convolution after the first pool
-also by Dropout, and every net ends in a 1x1 convolution to 10 maps and global average pooling:
-no fully connected head. Being sequential lets `utils.receptive_field_table` walk a net layer
-by layer.
+Every budgeted net is convolution -> BatchNorm -> ReLU (-> Dropout after the first pool), two
+max-pools, and a 1x1 convolution to 10 maps averaged over the image (GAP): no fully connected
+layer. Comments give each layer's output side and receptive field (RF) in input pixels.
+`MODELS` maps the names used by `train.py` and in `results/` to the classes.
 """
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
-
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-TOKEN = re.compile(r"^(?:M|\[|\](?:x[1-9]\d*)?|t[1-9]\d*|[1-9]\d*[pd]?(?:x[1-9]\d*)?)$")
 
+class Baseline(nn.Module):
+    """The "before": convolutions 32-64-128-256 and a 4096 -> 50 -> 10 classifier, no BatchNorm."""
 
-def conv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0) -> nn.Sequential:
-    """Conv (no bias: BatchNorm supplies it) -> BatchNorm -> ReLU [-> Dropout]."""
-    layers = [nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
-
-
-def separable_block(c_in: int, c_out: int, dropout: float = 0.0) -> nn.Sequential:
-    """Depthwise 3x3 (one padded filter per map) -> pointwise 1x1 -> BatchNorm -> ReLU [-> Dropout]."""
-    layers = [
-        nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
-        nn.Conv2d(c_in, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    ]
-    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
-
-
-class Residual(nn.Module):
-    """x + body(x): a shortcut around a group of blocks that keeps maps and side."""
-
-    def __init__(self, body: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
-
-
-class Repeat(nn.Module):
-    """One block applied `times` times in a row: its weights are shared, its depth multiplied."""
-
-    def __init__(self, block: nn.Module, times: int) -> None:
-        super().__init__()
-        self.block, self.times = block, times
-
-    def forward(self, x: Tensor) -> Tensor:
-        for _ in range(self.times):
-            x = self.block(x)
-        return x
-
-
-def gap_head(c_in: int, classes: int = 10) -> nn.Sequential:
-    """1x1 conv to one map per class, then global average pooling to logits."""
-    return nn.Sequential(nn.Conv2d(c_in, classes, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-class Net(nn.Sequential):
-    """A budgeted CNN from a layer string such as "16 32 M t16 16 32 16" (see the module docstring).
-
-    Dropout sits on the maps after the first pool only: at full resolution its masks cost half of
-    a CPU training step, and augmentation regularizes there.
-    """
-
-    def __init__(self, layers: str, dropout: float = 0.0, size: int = 28) -> None:
-        groups: list[list[nn.Module]] = [[]]  # the blocks of each open residual group, outermost first
-        entries: list[tuple[int, int]] = []  # maps and side where each open group began
-        channels, pooled = 1, False
-        for token in layers.split():
-            if not TOKEN.match(token):
-                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, 8d, t8, M, [ ], x3")
-            body, _, times = token.partition("x")
-            times = int(times or 1)
-            if body == "[":
-                groups.append([])
-                entries.append((channels, size))
-                continue
-            if body == "]":
-                if not entries:
-                    raise ValueError(f"'{layers}' closes a residual group it never opened")
-                if entries.pop() != (channels, size):
-                    raise ValueError(f"a residual group in '{layers}' must keep its maps and side")
-                block: nn.Module = Residual(nn.Sequential(*groups.pop()))
-            elif body == "M":
-                block = nn.MaxPool2d(2)
-                size, pooled = size // 2, True
-            elif body.startswith("t"):
-                block, channels = conv_block(channels, int(body[1:]), kernel=1), int(body[1:])
-            else:
-                width, kind = int(body.rstrip("pd")), body[-1]
-                if times > 1 and channels != width:
-                    raise ValueError(f"'{token}' repeats a block from {channels} maps to {width}: it must keep them")
-                drop = dropout if pooled else 0.0
-                if kind == "d":
-                    block = separable_block(channels, width, drop)
-                else:
-                    block = conv_block(channels, width, padding=int(kind == "p"), dropout=drop)
-                channels, size = width, size if kind in "pd" else size - 2 * times
-            groups[-1].append(Repeat(block, times) if times > 1 else block)
-            if size < 1:
-                raise ValueError(f"'{layers}' shrinks the image to nothing at '{token}'")
-        if entries:
-            raise ValueError(f"'{layers}' leaves a residual group open: close it with ']'")
-        super().__init__(*groups[0], gap_head(channels))
-        self.layers, self.dropout = layers, dropout
-
-
-class Baseline(nn.Sequential):
-    """The 593,200-parameter "before" CNN: convs 32-64-128-256, FC 4096 -> 50 -> 10."""
+    budget = None
 
     def __init__(self) -> None:
-        super().__init__(
-            nn.Conv2d(1, 32, 3),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3),
-            nn.ReLU(),
-            nn.Conv2d(128, 256, 3),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(4096, 50),
-            nn.ReLU(),
-            nn.Linear(50, 10),
-        )
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3)  # 28 -> 26
+        self.conv2 = nn.Conv2d(32, 64, 3)  # 26 -> 24, pool -> 12
+        self.conv3 = nn.Conv2d(64, 128, 3)  # 12 -> 10
+        self.conv4 = nn.Conv2d(128, 256, 3)  # 10 -> 8, pool -> 4
+        self.fc1 = nn.Linear(256 * 4 * 4, 50)
+        self.fc2 = nn.Linear(50, 10)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        x = self.pool(F.relu(self.conv4(F.relu(self.conv3(x)))))
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    build: Callable[[], nn.Module]
-    budget: int | None  # strict upper bound on parameters; None = unbudgeted
-    about: str
+class S6(nn.Module):
+    """< 20k: two 3x3 convolutions, a pool, a 1x1 squeeze, three 3x3 convolutions, a 1x1 to 10, GAP."""
+
+    budget = 20_000
+    widths = (16, 32, 16, 16, 32, 16)  # conv1, conv2, the 1x1 squeeze, conv3, conv4, conv5
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__()
+        c1, c2, squeeze, c3, c4, c5 = self.widths
+        self.conv1 = nn.Conv2d(1, c1, 3, bias=False)  # 28 -> 26, RF 3 (BatchNorm supplies the bias)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, bias=False)  # 26 -> 24, RF 5; max-pool -> 12, RF 6
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.squeeze = nn.Conv2d(c2, squeeze, 1, bias=False)  # 12, RF 6: mixes the maps, halves them
+        self.bn3 = nn.BatchNorm2d(squeeze)
+        self.conv3 = nn.Conv2d(squeeze, c3, 3, bias=False)  # 12 -> 10, RF 10
+        self.bn4 = nn.BatchNorm2d(c3)
+        self.conv4 = nn.Conv2d(c3, c4, 3, bias=False)  # 10 -> 8, RF 14
+        self.bn5 = nn.BatchNorm2d(c4)
+        self.conv5 = nn.Conv2d(c4, c5, 3, bias=False)  # 8 -> 6, RF 18
+        self.bn6 = nn.BatchNorm2d(c5)
+        self.head = nn.Conv2d(c5, 10, 1, bias=False)  # 6 -> 6: one map per class, then GAP -> 10 logits
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)  # global average pooling: each class map -> one logit
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.pool(F.relu(self.bn2(self.conv2(x))))
+        x = F.relu(self.bn3(self.squeeze(x)))
+        x = self.dropout(F.relu(self.bn4(self.conv3(x))))
+        x = self.dropout(F.relu(self.bn5(self.conv4(x))))
+        x = self.dropout(F.relu(self.bn6(self.conv5(x))))
+        return self.gap(self.head(x)).flatten(1)
 
 
-def budgeted(layers: str, dropout: float, budget: int) -> ModelSpec:
-    return ModelSpec(lambda: Net(layers, dropout), budget, f"`{layers}`, dropout {dropout:.3g}")
+class S7_10k(S6):  # named as its runs are: s7_10k
+    """< 10k: the same layers as S6 with fewer maps."""
+
+    budget = 10_000
+    widths = (10, 20, 10, 16, 16, 20)
 
 
-MODELS: dict[str, ModelSpec] = {
-    "baseline": ModelSpec(Baseline, None, 'the "before": convs 32-64-128-256, FC 4096 -> 50 -> 10, no BatchNorm'),
-    "s6": budgeted("16 32 M t16 16 32 16", dropout=0.05, budget=20_000),
-    "s7_10k": budgeted("10 20 M t10 16 16 20", dropout=0.05, budget=10_000),
-    # Searched: the best trial of a sweep.py study on the validation split (results/validation/budget-*.json).
-    "s7_8k": budgeted("4p 4p 4p M 12p 12p 12p M 10p 10p 10p", dropout=0.0019127488151920672, budget=8_000),
-    "s7_4k": budgeted("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", dropout=0.01, budget=4_000),  # first round: < 5k too
-    "s7_3k": budgeted("6p 6p M 6p 6p M 6p 6p", dropout=0.040805315978710795, budget=3_000),
-    # Frontier II: the stage-2 winners of the studies in results/validation/frontier-ii/ (all but s8_8k distil).
-    "s8_4k": budgeted("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", dropout=0.003404749975698642, budget=4_000),
-    "s8_8k": budgeted("8p [ 8p ] M 16d [ 16d ] M 18 18", dropout=0.032228877925077414, budget=8_000),
-    "s8_5k": budgeted("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", dropout=0.003303439945491489, budget=5_000),
-    "s8_3k": budgeted("8p 8p M 18d 18d M 18d 18d", dropout=0.00367245831897043, budget=3_000),
-}
+class S8_8k(nn.Module):
+    """< 8k: padded 3x3 convolutions with residual shortcuts, separable in the middle stage.
+
+    A separable convolution is a 3x3 filter per map (`groups`) then a 1x1 mixing the maps: 9 * c_in
+    + c_in * c_out weights instead of 9 * c_in * c_out. A shortcut adds a block's input to its
+    output, so the block learns a correction. Chosen by the search in `lab/` (its budget-8000 study).
+    """
+
+    budget = 8_000
+
+    def __init__(self, dropout: float = 0.032228877925077414) -> None:  # the value the search drew
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)  # 28, RF 3
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)  # 28, RF 5, + shortcut; pool -> 14, RF 6
+        self.bn2 = nn.BatchNorm2d(8)
+        self.depthwise3 = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)  # 14, RF 10
+        self.pointwise3 = nn.Conv2d(8, 16, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(16)
+        self.depthwise4 = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)  # 14, RF 14, + shortcut
+        self.pointwise4 = nn.Conv2d(16, 16, 1, bias=False)  # pool -> 7, RF 16
+        self.bn4 = nn.BatchNorm2d(16)
+        self.conv5 = nn.Conv2d(16, 18, 3, bias=False)  # 7 -> 5, RF 24
+        self.bn5 = nn.BatchNorm2d(18)
+        self.conv6 = nn.Conv2d(18, 18, 3, bias=False)  # 5 -> 3, RF 32
+        self.bn6 = nn.BatchNorm2d(18)
+        self.head = nn.Conv2d(18, 10, 1, bias=False)  # 3, then GAP -> 10 logits
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)  # global average pooling: each class map -> one logit
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.pool(x + F.relu(self.bn2(self.conv2(x))))
+        x = self.dropout(F.relu(self.bn3(self.pointwise3(self.depthwise3(x)))))
+        x = x + self.dropout(F.relu(self.bn4(self.pointwise4(self.depthwise4(x)))))
+        x = self.pool(x)
+        x = self.dropout(F.relu(self.bn5(self.conv5(x))))
+        x = self.dropout(F.relu(self.bn6(self.conv6(x))))
+        return self.gap(self.head(x)).flatten(1)
 
 
-def get_model(name: str) -> nn.Module:
-    """Build a fresh model by registry name; an unknown name lists the known ones."""
-    if name not in MODELS:
-        raise KeyError(f"unknown model '{name}'; known models: {', '.join(MODELS)}")
-    return MODELS[name].build()
+MODELS: dict[str, type[nn.Module]] = {"baseline": Baseline, "s6": S6, "s7_10k": S7_10k, "s8_8k": S8_8k}
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -185,6 +129,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 if __name__ == "__main__":
-    for name, spec in MODELS.items():
-        budget = f"< {spec.budget:,}" if spec.budget else "-"
-        print(f"{name:10s} {count_parameters(get_model(name)):>8,} params  budget {budget:>8s}  {spec.about}")
+    for name, cls in MODELS.items():
+        budget = f"< {cls.budget:,}" if cls.budget else "-"
+        print(f"{name:10s} {count_parameters(cls()):>8,} parameters  budget {budget}")

@@ -1,58 +1,97 @@
-"""Train one of the budgeted MNIST CNNs headlessly and record the run in results/.
+"""Train one of the course's MNIST CNNs from the command line, exactly as the notebook does.
 
-    python train.py                        # s6, 15 epochs, its recipe -> results/s6-seed0.json
-    python train.py --model s7_8k --seed 3 --data-dir ../shared/data
-    python train.py --model s7_8k --resume # continue from results/s7_8k-seed0.pt
-    python train.py --deterministic        # on a GPU: deterministic kernels, runs repeat bit for bit
+    python train.py                               # s6, 15 epochs, its recipe -> runs/s6-seed0.json
+    python train.py --model s8_8k --seed 3        # another net and seed
+    python train.py --model s8_8k --resume        # continue from runs/s8_8k-seed0.pt
+    python train.py --seeds 0 1 2 3 4 --jobs 2    # five seeds, two side by side
 
-Same code path as the notebook: models from model.py, data and loops from utils.py. After each
-epoch a checkpoint (weights, optimizer, scheduler, every RNG state) is written atomically, so a
-killed run resumes to exactly the metrics and weights of an uninterrupted one.
+Runs go to `runs/` (git-ignored); `--out results` publishes into the repository. After each epoch
+a checkpoint (weights, optimizer, scheduler, every random state) is written atomically, so a
+killed run resumes to exactly the metrics and weights of an uninterrupted one. The nets and their
+recipes are `model.py` and `utils.RECIPES`; the lab's searched nets (`lab/nets.py`) train here too.
 """
 
 import argparse
+import hashlib
+import json
 import os
+import random
+import secrets
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import replace
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import torch
+from torch import nn
 
-from model import MODELS, count_parameters, get_model
+from model import MODELS, count_parameters
 from utils import (
     DATA_DIR,
     LOADERS,
-    PRECISIONS,
     RECIPES,
     SCHEDULES,
-    WEIGHTS_SUFFIX,
     DataConfig,
-    Run,
+    Recipe,
     UserError,
     device_description,
     first_line,
-    fit,
-    git_commit,
-    load_checkpoint,
+    make_loaders,
+    make_optimizer,
+    memory_format,
     pick_device,
-    prepare,
     print_summary,
-    resolve_precision,
-    run_record,
-    save_checkpoint,
-    save_weights,
-    training_config,
-    writable_dir,
-    write_json,
+    seed_everything,
+    test,
+    train,
 )
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent
+PRECISIONS = ("auto", "bf16", "fp32")  # auto: the recipe's, falling back to fp32 where bf16 is slow
 
 
+# ---------------------------------------------------------------------------------------------
+# Which net, which recipe
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spec:
+    build: Callable[[], nn.Module]
+    budget: int | None  # strict upper bound on parameters; None: unbudgeted
+    recipe: Recipe
+
+
+def searched() -> dict[str, Spec]:
+    """The lab's searched nets (lab/nets.py), when the lab folder is here: the course needs none of them."""
+    try:
+        from lab.recipes import RECIPES as LAB_RECIPES
+
+        from lab.nets import SEARCHED
+    except ImportError:
+        return {}
+    return {name: Spec(net, net.budget, LAB_RECIPES[name]) for name, net in SEARCHED.items()}
+
+
+def spec(name: str) -> Spec:
+    """A net's class, budget and recipe, by the name its runs are recorded under."""
+    if name in MODELS:
+        return Spec(MODELS[name], MODELS[name].budget, RECIPES[name])
+    found = searched().get(name)
+    if found is None:
+        raise UserError(f"unknown model '{name}'; known models: {', '.join([*MODELS, *searched()])}")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------------------------
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag gets one line on stderr instead of the usage block."""
 
@@ -94,7 +133,9 @@ def decay(text: str) -> float:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(description="Train a parameter-budgeted CNN on MNIST.")
-    p.add_argument("--model", default="s6", choices=list(MODELS), help="registry name (default: s6)")
+    p.add_argument(
+        "--model", default="s6", choices=[*MODELS, *searched()], metavar="NAME", help="s6 (default), s7_10k, s8_8k, ..."
+    )
     p.add_argument("--epochs", type=positive_int, default=15)
     p.add_argument("--batch-size", type=positive_int, help="default: the model's recipe")
     p.add_argument(
@@ -110,7 +151,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--teacher",
         metavar="RECORD",
-        help="distil from the net of this run record (results/...json); it must have held out the same --val images",
+        help="distil from the net of this run record (lab recipes); it must have held out the same --val images",
     )
     p.add_argument("--distill-weight", type=decay, help="share of the loss that is distillation, in [0, 1)")
     p.add_argument("--distill-temperature", type=positive_float, help="softening temperature (default: 4)")
@@ -119,9 +160,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--data-dir",
         default=DATA_DIR,
-        help="folder holding MNIST/raw; downloaded there when missing and online (default: $MNIST_ROOT or ./data)",
+        help="folder holding MNIST/raw; downloaded there when missing (default: $MNIST_ROOT or data/ beside train.py)",
     )
-    p.add_argument("--out", default="results", help="folder for the results JSON and the checkpoint")
+    p.add_argument("--out", default="runs", help="folder for the record, weights and checkpoint (publish: results)")
     p.add_argument("--subset", type=positive_int, help="train on the first N training images only (smoke runs)")
     p.add_argument(
         "--val",
@@ -169,8 +210,385 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# ---------------------------------------------------------------------------------------------
+# Precision and determinism
+# ---------------------------------------------------------------------------------------------
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether the device has bfloat16 arithmetic in hardware (elsewhere bf16 is emulated, and slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(
+            getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        )
+    return False
+
+
+def resolve_precision(recipe: Recipe, device: torch.device, asked: str = "auto") -> str:
+    """The precision a run trains in: "bf16" or "fp32".
+
+    "auto" takes the recipe's and falls back to fp32 on a device without fast bf16 (the run
+    records what it used); asking for bf16 outright on such a device is an error.
+    """
+    if asked not in PRECISIONS:
+        raise UserError(f"unknown precision '{asked}'; known: {', '.join(PRECISIONS)}")
+    fast = bf16_is_fast(device)
+    if asked == "bf16" and not fast:
+        raise UserError(f"--precision bf16: {device_description(device)} has no fast bfloat16; use fp32 or auto")
+    wanted = recipe.precision if asked == "auto" else asked
+    return "bf16" if wanted == "bf16" and fast else "fp32"
+
+
+def configure_backends(device: torch.device, deterministic: bool = False) -> None:
+    """cuDNN picks its fastest kernels per shape, unless the run asks for determinism.
+
+    `deterministic` makes CUDA runs repeat bit for bit (and a resumed run match an uninterrupted
+    one): deterministic cuDNN and cuBLAS kernels, and an error naming any op that has none. It
+    changes nothing on the CPU, whose kernels are deterministic already.
+    """
+    if device.type == "cuda":
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run: prepare it, train its epochs
+# ---------------------------------------------------------------------------------------------
+def training_config(model: str, epochs: int, data: DataConfig, recipe: Recipe, precision: str) -> dict:
+    """What defines a run, kept in its checkpoint and record: a resumed run must match it exactly.
+
+    `precision` is what the run trains in (see `resolve_precision`), which can differ from the
+    recipe's on a device without fast bf16.
+    """
+    return {
+        "model": model,
+        "epochs": epochs,
+        "batch_size": data.batch_size,
+        "seed": data.seed,
+        "subset": data.subset,
+        "val": data.val,
+        "loader": data.loader,
+        "augment": data.augment is not None,
+        "recipe": asdict(recipe),
+        "precision": precision,
+    }
+
+
+@dataclass
+class Run:
+    """One training run: its model, weight average, optimizer, schedule, data and history so far.
+
+    Built by `prepare` and trained by `fit`, the path that `train.py` and the lab's sweep and bench
+    take; the notebook writes the same steps out as a loop. `average` is a lab recipe's weight
+    average (None for the course's); `loss` is called as `loss(logits, images, labels)`.
+    """
+
+    model: nn.Module
+    average: nn.Module | None  # with .module, .update(), .state_dict(): see lab/engine.py
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    per_batch: bool  # OneCycle steps every batch, StepLR every epoch
+    train_loader: object
+    eval_loader: object
+    split: str  # "test" or "val"
+    device: torch.device
+    precision: str  # what training runs in: "bf16" or "fp32"
+    loss: Callable
+    epochs: int
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The net whose accuracy is reported and saved: the weight average where the recipe keeps one."""
+        return self.average.module if self.average else self.model
+
+    def state_dict(self) -> dict:
+        """Everything the next epoch depends on, for an exact resume."""
+        return {
+            "epoch": len(self.history),
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "average": self.average.state_dict() if self.average else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng(self.train_loader),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.average:
+            self.average.load_state_dict(state["average"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"], self.train_loader)
+        self.history = list(state["history"])
+
+
+def prepare(
+    build: Callable[[], nn.Module],
+    recipe: Recipe,
+    data: DataConfig,
+    epochs: int,
+    device: torch.device,
+    precision: str = "auto",
+    deterministic: bool = False,
+) -> Run:
+    """Seed, load the data, build the net, its optimizer and weight average: always in this order.
+
+    The order fixes which random numbers each part draws, so the same seed gives the same run
+    from every caller. `precision` is "auto" (the recipe's where the device runs it fast), "bf16"
+    or "fp32" (see `resolve_precision`); `deterministic` see `configure_backends`.
+    """
+    trains_in = resolve_precision(recipe, device, precision)
+    configure_backends(device, deterministic)
+    seed_everything(data.seed)
+    train_loader, eval_loader, split = make_loaders(data, device)
+    model = build().to(device, memory_format=memory_format(trains_in))
+    optimizer, scheduler, per_batch = make_optimizer(model, recipe, epochs, len(train_loader))
+    average, loss = recipe.extras(model, data, device)
+    return Run(
+        model,
+        average,
+        optimizer,
+        scheduler,
+        per_batch,
+        train_loader,
+        eval_loader,
+        split,
+        device,
+        trains_in,
+        loss,
+        epochs,
+    )
+
+
+def train_steps(run: Run, batches, epoch: int = 1, progress: bool = True, schedule: bool = True) -> dict[str, float]:
+    """Train the run's net over `batches` with everything its recipe trains with (`schedule=False`: lr held)."""
+    batch_scheduler = run.scheduler if run.per_batch and schedule else None
+    return train(
+        run.model,
+        run.device,
+        batches,
+        run.optimizer,
+        batch_scheduler,
+        epoch,
+        progress=progress,
+        after_step=run.average.update if run.average else None,
+        precision=run.precision,
+        loss_fn=run.loss,
+    )
+
+
+def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
+    """Train the next epoch, evaluate (the weight average, if any), step an epoch-wise scheduler.
+
+    Returns the history row of that epoch, already appended to `run.history`.
+    """
+    start, epoch = time.perf_counter(), len(run.history) + 1
+    lr = run.optimizer.param_groups[0]["lr"]
+    tr = train_steps(run, run.train_loader, epoch, progress=verbose)
+    ev = test(run.evaluated, run.device, run.eval_loader, run.split, verbose=verbose)
+    if not run.per_batch:
+        run.scheduler.step()
+    row = {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": tr["loss"],
+        "train_acc": tr["acc"],
+        f"{run.split}_loss": ev["loss"],
+        f"{run.split}_acc": ev["acc"],
+        "time_s": time.perf_counter() - start,
+    }
+    run.history.append(row)
+    return row
+
+
+def fit(run: Run, on_epoch: Callable[[Run, dict], None] | None = None, verbose: bool = True) -> list[dict]:
+    """Train the run's remaining epochs; after each, call `on_epoch(run, row)`.
+
+    The callback is where callers differ: train.py checkpoints, sweep.py reports to the pruner
+    (and may stop the run by raising), the notebook prints a line. Returns the whole history.
+    """
+    while len(run.history) < run.epochs:
+        row = run_epoch(run, verbose)
+        if on_epoch is not None:
+            on_epoch(run, row)
+    return run.history
+
+
+def capture_rng(loader) -> dict:
+    """Every random state the next epoch draws from, as tensors and plain Python values."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "loader": loader.generator.get_state(),  # shuffling (+ augmentation in DeviceLoader)
+    }
+
+
+def restore_rng(state: dict, loader) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    loader.generator.set_state(state["loader"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving: checkpoints, weights and the run record, each written atomically
+# ---------------------------------------------------------------------------------------------
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Write via a temporary file in the same folder, flushed to disk, then renamed over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never half a file.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # open() gives the usual permissions
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def writable_dir(path: str | os.PathLike) -> Path:
+    """Create the folder if needed and prove a file can be written there, before any work."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to output folder '{out}': {err.strerror or err}") from None
+    return out
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+CHECKPOINT_KEYS = {"model_name", "config", "epoch", "model", "optimizer", "scheduler", "history", "rng"}
+
+
+def load_checkpoint(path: Path, model_name: str | None = None) -> dict:
+    """Load a checkpoint safely (`weights_only=True`: tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path} to resume from")
+    try:
+        with warnings.catch_warnings():  # e.g. "unexpected pickle protocol": the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(
+            f"{path} is not a loadable checkpoint (damaged, or holds more than tensors): {first_line(err)}"
+        ) from None
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+        raise UserError(
+            f"{path} is not a checkpoint of train.py (missing {sorted(CHECKPOINT_KEYS - set(state or {}))})"
+        )
+    if model_name is not None and state["model_name"] != model_name:
+        raise UserError(
+            f"{path} holds model '{state['model_name']}', not '{model_name}'; "
+            f"pass --model {state['model_name']} or another checkpoint"
+        )
+    return state
+
+
+WEIGHTS_SUFFIX = ".safetensors"  # results/<run>.safetensors: the evaluated net of a published run
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> dict:
+    """Save the net's weights alone (safetensors: no code runs on load), atomically; return file and SHA-256."""
+    from safetensors.torch import save
+
+    blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    atomic_write(path, lambda f: f.write(blob))
+    return {"file": Path(path).name, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+
+
+CODE_FILES = ("*.py", "*.ipynb", "requirements*.txt")  # what decides a run's numbers, lab/ included
+
+
+def git_commit() -> str:
+    """The repository's HEAD, or $GIT_COMMIT, or 'unknown'; '+dirty' when tracked code differs from HEAD.
+
+    Only code counts: pictures and records are outputs, which do not change what ran.
+    """
+    here = HERE
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_FILES],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git: its sender may say
+        return os.environ.get("GIT_COMMIT", "unknown")
+    return sha + ("+dirty" if dirty else "")
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def run_record(
+    model_name: str,
+    model: nn.Module,
+    seed: int,
+    device: torch.device,
+    command: str,
+    commit: str,
+    config: dict,
+    split: str,
+    history: list[dict],
+) -> dict:
+    """What a run's JSON file holds: enough to tell exactly what ran, where, and how it went."""
+    return {
+        "model": model_name,
+        "params": count_parameters(model),
+        "budget": spec(model_name).budget,
+        "seed": seed,
+        "command": command,
+        "git_commit": commit,
+        "versions": versions(),
+        "device": device_description(device),
+        "config": config,
+        "eval_split": split,
+        "train_time_s": sum(h["time_s"] for h in history),
+        "epochs": history,
+    }
+
+
+def write_json(path: str | os.PathLike, obj: object) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------
 def run_name(args: argparse.Namespace) -> str:
-    """results/<model>-seed<k>; runs on other data regimes get a suffix so they never overwrite it."""
+    """<model>-seed<k>; runs on other data regimes get a suffix so they never overwrite it."""
     suffix = (f"-val{args.val}" if args.val else "") + (f"-subset{args.subset}" if args.subset else "")
     return f"{args.model}-seed{args.seed}{suffix}"
 
@@ -256,10 +674,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def with_flags(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+    """The recipe with the fields the flags set; a lab-only field (a weight average, a teacher) needs a lab recipe.
+
+    A teacher is recorded by its path in the repository, so the record means the same file wherever
+    the run was started from.
+    """
+    flags = ("lr", "momentum", "schedule", "batch_size", "ema", "teacher", "distill_weight", "distill_temperature")
+    changes = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
+    if changes.get("teacher"):
+        teacher = Path(changes["teacher"]).resolve()
+        changes["teacher"] = teacher.relative_to(HERE).as_posix() if teacher.is_relative_to(HERE) else str(teacher)
+    lab_only = sorted(k for k in changes if not hasattr(recipe, k))
+    if lab_only:
+        raise UserError(f"--{lab_only[0].replace('_', '-')}: {args.model}'s recipe has no such field (the lab's have)")
+    return replace(recipe, **changes)
+
+
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     command, commit = shlex.join(["python", "train.py", *argv]), git_commit()
-    flags = ("lr", "momentum", "schedule", "batch_size", "ema", "teacher", "distill_weight", "distill_temperature")
-    recipe = replace(RECIPES[args.model], **{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
+    recipe = with_flags(spec(args.model).recipe, args)
     data = DataConfig(
         root=args.data_dir,
         batch_size=recipe.batch_size,
@@ -283,8 +717,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         check_same_config(saved["config"], config, resume_path)
 
     started = time.perf_counter()
-    run = prepare(lambda: get_model(args.model), recipe, data, args.epochs, device, precision, args.deterministic)
-    params, budget = count_parameters(run.model), MODELS[args.model].budget
+    run = prepare(spec(args.model).build, recipe, data, args.epochs, device, precision, args.deterministic)
+    params, budget = count_parameters(run.model), spec(args.model).budget
     print(f"model {args.model}: {params:,} parameters" + (f" (budget < {budget:,})" if budget else ""))
     print(
         f"device {device_description(device)}, training in {precision}; {len(run.train_loader.dataset):,} training "

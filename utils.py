@@ -1,24 +1,19 @@
-"""Everything around the model: data, augmentation, train/test loops, checkpoints, plots.
+"""The course's helpers: MNIST and its augmentation, the train and test loops, the model's summary and
+receptive field, and plots. With `model.py` it is all the notebook needs: upload the two to Colab.
 
-Hyperparameters live at the top of this file, in one place, so that `train.py`, `bench.py` and
-the notebook all train the same way.
+The settings sit at the top, in one place, so that `train.py` and the notebook train the same way.
 """
 
 import contextlib
 import copy
 import hashlib
 import itertools
-import json
 import math
 import os
 import random
-import tempfile
-import time
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -28,12 +23,12 @@ from torchvision import datasets, transforms
 from tqdm import tqdm  # text bars: readable in a terminal, a log and a saved notebook alike
 
 # ---------------------------------------------------------------------------------------------
-# Hyperparameters
+# Settings
 # ---------------------------------------------------------------------------------------------
 MEAN, STD = 0.1307, 0.3081  # pixel mean / std over the 60k MNIST training images
 TEST_BATCH_SIZE = 1000  # evaluation has no gradients: large batches are free speed
 LOG_EVERY = 20  # batches between progress-bar updates (each one syncs with the device)
-DATA_DIR = os.environ.get("MNIST_ROOT", "data")  # default folder holding MNIST/raw
+DATA_DIR = os.environ.get("MNIST_ROOT", str(Path(__file__).resolve().parent / "data"))  # holds MNIST/raw
 
 
 @dataclass(frozen=True)
@@ -48,22 +43,15 @@ class Augment:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one model is trained: SGD, a learning-rate schedule, batch size, augmentation, loss, precision.
+    """How a net is trained: SGD, a learning-rate schedule, batch size, augmentation, loss and precision.
 
     `schedule="step"` is StepLR (lr multiplied by `gamma` every `step_size` epochs);
     `schedule="onecycle"` is OneCycleLR, stepped every batch: it warms up to `lr` over the first
-    `pct_start` of training, then anneals (`anneal`: "cos" or "linear") to about 0 at the last batch.
-    OneCycle also cycles the momentum between 0.95 and 0.85 (PyTorch's default), ignoring
-    `momentum`, unless `cycle_momentum` is False. `momentum` may be 0 (plain SGD) and `nesterov`
-    needs it above 0; `weight_decay` is SGD's L2
-    term; `label_smoothing` spreads that share of each target over the other classes in the
-    training loss (evaluation always scores the hard labels). `ema` > 0 evaluates and saves an
-    exponential moving average of the weights with that decay (see `WeightAverage`) instead of
-    the last weights; 0 means none. `teacher` names the run record of a bigger net of ours whose
-    softened predictions the net also learns from (see `Loss`): `distill_weight` of the loss is
-    that term, at `distill_temperature`. `precision="bf16"` trains
-    under bfloat16 autocast where the device runs it fast and in float32 elsewhere (see
-    `resolve_precision`); evaluation is always float32.
+    `pct_start` of training, then anneals (`anneal`: "cos" or "linear") to about 0 at the last batch,
+    and cycles the momentum between 0.95 and 0.85 unless `cycle_momentum` is False. `momentum` may be
+    0 (plain SGD); `weight_decay` is SGD's L2 term; `label_smoothing` spreads that share of each
+    target over the other classes (evaluation scores the hard labels). `precision="bf16"` trains
+    under bfloat16 autocast where the device runs it fast (see `train.py`); evaluation is float32.
     """
 
     lr: float = 0.05
@@ -75,75 +63,22 @@ class Recipe:
     anneal: str = "cos"
     batch_size: int = 128
     augment: Augment = field(default_factory=Augment)
-    ema: float = 0.0
     precision: str = "fp32"
     nesterov: bool = False
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     cycle_momentum: bool = True
-    teacher: str = ""  # path of a train.py run record (results/...json) whose weights teach; "" for none
-    distill_weight: float = 0.0
-    distill_temperature: float = 4.0
+
+    def extras(self, model: nn.Module, data: "DataConfig", device: torch.device) -> tuple[None, Callable]:
+        """What trains beside SGD: no weight average to evaluate, and the loss. The lab's recipes add more."""
+        return None, classification_loss(self.label_smoothing)
 
 
-def recipe_from_dict(d: dict) -> Recipe:
-    """A recipe as `asdict` wrote it into a record; fields added since then take their defaults."""
-    return Recipe(**{**d, "augment": Augment(**d["augment"])})
-
-
-# The searched nets train in bf16 where the device has it: on validation, s7_4k's recipe scored the same
-# in bf16 and in fp32 over 3 seeds each (results/validation/precision/), and the step runs faster.
-# s6 and s7_10k keep the fp32 they were published in (s6's recipe has since scored the same in bf16 on
-# validation; a switch would be a step with seeds of its own).
+# The course nets' recipes. s8_8k's numbers are the ones its search drew (see lab/README.md).
 RECIPES: dict[str, Recipe] = {
     "baseline": Recipe(lr=0.01, step_size=15),
     "s6": Recipe(),
     "s7_10k": Recipe(),
-    # Searched nets: the best trial of their sweep.py study (results/validation/budget-*.json).
-    "s7_8k": Recipe(  # the values as the sampler drew them
-        lr=0.08191189891187763,
-        schedule="onecycle",
-        pct_start=0.18244273321177729,
-        anneal="linear",
-        batch_size=64,
-        augment=Augment(degrees=9.074733570659514, translate=0.1, scale=0.0051964377462808825, p=0.7782115984766502),
-        ema=0.999,
-        precision="bf16",
-    ),
-    "s7_4k": Recipe(  # the public reference's recipe (see sweep.REFERENCE), with weight averaging
-        lr=0.1,
-        schedule="onecycle",
-        pct_start=2 / 15,
-        anneal="linear",
-        batch_size=64,
-        augment=Augment(degrees=7.0, translate=0.1, scale=0.09, p=0.5),
-        ema=0.999,
-        precision="bf16",
-    ),
-    "s7_3k": Recipe(  # the values as the sampler drew them
-        lr=0.0806903206686792,
-        schedule="onecycle",
-        pct_start=0.1616896678209217,
-        anneal="linear",
-        batch_size=64,
-        augment=Augment(degrees=7.240599163103695, translate=0.1, scale=0.12050683502777204, p=0.6244441584797218),
-        precision="bf16",
-    ),
-    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-4000.json, trial 72 (trial 69 asked
-    # again with --best-with ema=0.999). Its teacher there trained on the first 55,000 training images; here it
-    # is the same s6 run (seed 0) on all 60,000.
-    "s8_4k": Recipe(
-        lr=0.050824166508096076,
-        schedule="onecycle",
-        pct_start=0.14063302383751047,
-        batch_size=64,
-        augment=Augment(degrees=6.194156916168043, translate=0.05, scale=0.10048648741790726, p=0.6878752456190466),
-        precision="bf16",
-        teacher="results/s6-seed0.json",
-        distill_weight=0.8,
-        ema=0.999,
-    ),
-    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-8000.json (learns from labels only).
     "s8_8k": Recipe(
         lr=0.05733916835054211,
         schedule="onecycle",
@@ -156,43 +91,8 @@ RECIPES: dict[str, Recipe] = {
         label_smoothing=0.05,
         cycle_momentum=False,
     ),
-    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-5000.json, trial 55 (trial 24 asked
-    # again with --best-with ema=0.999): the public reference's net and plain SGD at batch 32, with a drawn
-    # schedule and augmentation, half of the loss distilled, weights averaged.
-    "s8_5k": Recipe(
-        lr=0.1653189681080532,
-        momentum=0.0,
-        schedule="onecycle",
-        pct_start=0.169739289374228,
-        anneal="linear",
-        batch_size=32,
-        augment=Augment(degrees=9.460309620569456, translate=0.1, scale=0.08894477733924347, p=0.5054873427372076),
-        precision="bf16",
-        cycle_momentum=False,
-        teacher="results/s6-seed0.json",
-        distill_weight=0.5,
-        ema=0.999,
-    ),
-    # Frontier II: the stage-2 winner of results/validation/frontier-ii/budget-3000.json, trial 61 (trial 54 asked
-    # again with --best-with ema=0.999): separable convolutions after the first stage, Nesterov momentum without
-    # OneCycle's cycling, label smoothing, half of the loss distilled, weights averaged.
-    "s8_3k": Recipe(
-        lr=0.04292232518546543,
-        schedule="onecycle",
-        pct_start=0.2134735698361244,
-        augment=Augment(degrees=12.530335053529452, translate=0.1, scale=0.12619988836648893, p=0.7602179151158369),
-        precision="bf16",
-        nesterov=True,
-        weight_decay=0.0005,
-        label_smoothing=0.1,
-        cycle_momentum=False,
-        teacher="results/s6-seed0.json",
-        distill_weight=0.5,
-        ema=0.999,
-    ),
 }
 SCHEDULES = ("step", "onecycle")
-PRECISIONS = ("auto", "bf16", "fp32")  # auto: the recipe's, falling back to fp32 where bf16 is slow
 
 
 class UserError(Exception):
@@ -226,51 +126,9 @@ def device_description(device: torch.device) -> str:
     return f"{device.type} ({threads} thread{'s' if threads > 1 else ''})"
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether the device has bfloat16 arithmetic in hardware (elsewhere bf16 is emulated, and slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        cpu = torch.cpu
-        return any(
-            getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        )
-    return False
-
-
-def resolve_precision(recipe: Recipe, device: torch.device, asked: str = "auto") -> str:
-    """The precision a run trains in: "bf16" or "fp32".
-
-    "auto" takes the recipe's and falls back to fp32 on a device without fast bf16 (the run
-    records what it used); asking for bf16 outright on such a device is an error.
-    """
-    if asked not in PRECISIONS:
-        raise UserError(f"unknown precision '{asked}'; known: {', '.join(PRECISIONS)}")
-    fast = bf16_is_fast(device)
-    if asked == "bf16" and not fast:
-        raise UserError(f"--precision bf16: {device_description(device)} has no fast bfloat16; use fp32 or auto")
-    wanted = recipe.precision if asked == "auto" else asked
-    return "bf16" if wanted == "bf16" and fast else "fp32"
-
-
 def memory_format(precision: str) -> torch.memory_format:
-    """bf16 convolutions ran fastest channels-last on the 2-core CPU (bench.py); fp32 keeps the default."""
+    """bf16 convolutions ran fastest channels-last on the 2-core CPU (lab/bench.py); fp32 keeps the default."""
     return torch.channels_last if precision == "bf16" else torch.contiguous_format
-
-
-def configure_backends(device: torch.device, deterministic: bool = False) -> None:
-    """cuDNN picks its fastest kernels per shape, unless the run asks for determinism.
-
-    `deterministic` makes CUDA runs repeat bit for bit (and a resumed run match an uninterrupted
-    one): deterministic cuDNN and cuBLAS kernels, and an error naming any op that has none. It
-    changes nothing on the CPU, whose kernels are deterministic already.
-    """
-    if device.type == "cuda":
-        if deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic)
 
 
 def seed_everything(seed: int) -> None:
@@ -463,26 +321,6 @@ class DataConfig:
 LOADERS = ("fast", "classic")
 
 
-def training_config(model: str, epochs: int, data: DataConfig, recipe: Recipe, precision: str) -> dict:
-    """What defines a run, kept in its checkpoint and record: a resumed run must match it exactly.
-
-    `precision` is what the run trains in (see `resolve_precision`), which can differ from the
-    recipe's on a device without fast bf16.
-    """
-    return {
-        "model": model,
-        "epochs": epochs,
-        "batch_size": data.batch_size,
-        "seed": data.seed,
-        "subset": data.subset,
-        "val": data.val,
-        "loader": data.loader,
-        "augment": data.augment is not None,
-        "recipe": asdict(recipe),
-        "precision": precision,
-    }
-
-
 def split_indices(cfg: DataConfig, n_train: int) -> tuple[range, range | None]:
     """Training indices and (with --val) the held-out validation indices, never trained on."""
     if not 0 <= cfg.val < n_train:
@@ -577,104 +415,9 @@ def make_optimizer(
     raise UserError(f"unknown schedule '{recipe.schedule}'; known: {', '.join(SCHEDULES)}")
 
 
-class WeightAverage:
-    """An exponential moving average of a model's weights and BatchNorm statistics.
-
-    It smooths out the last epochs' noise: the averaged copy is what gets evaluated and saved,
-    while training goes on with the live weights and never reads it. The decay ramps up as
-    min(decay, (1 + n) / (10 + n)) over the first n updates, so early on the average follows the
-    fast-changing weights instead of clinging to the random initial ones. The tensor pairs are
-    listed once, so an update is one fused `lerp` over all of them (plus a copy of BatchNorm's
-    batch counters), not a walk through two `state_dict`s every step.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay, self.updates = decay, 0
-        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values(), strict=True))
-        self._floats = [list(t) for t in zip(*[p for p in pairs if p[0].is_floating_point()], strict=True)]
-        self._counters = [list(t) for t in zip(*[p for p in pairs if not p[0].is_floating_point()], strict=True)]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        """Fold the live model's current weights into the average (call after every optimizer step)."""
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(*self._floats, 1 - decay)
-        if self._counters:
-            torch._foreach_copy_(*self._counters)
-
-    def state_dict(self) -> dict:
-        return {"weights": self.module.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["weights"])  # copies into the listed tensors: the pairs stay valid
-        self.updates = state["updates"]
-
-
-def weight_average(model: nn.Module, recipe: Recipe) -> WeightAverage | None:
-    """The recipe's weight average of `model`, or None when it trains without one."""
-    return WeightAverage(model, recipe.ema) if recipe.ema else None
-
-
-@dataclass
-class Loss:
-    """A recipe's training loss: cross-entropy with label smoothing, plus distillation from a teacher.
-
-    With a teacher: (1 - w) * cross-entropy + w * T^2 * KL(teacher || student), both softened by
-    the temperature T (Hinton et al.'s scaling keeps the term's gradients comparable across T).
-    The teacher sees the same augmented batch, in eval mode, without gradients.
-    """
-
-    label_smoothing: float = 0.0
-    teacher: nn.Module | None = None
-    weight: float = 0.0
-    temperature: float = 4.0
-
-    def __call__(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        if self.teacher is None or not self.weight:
-            return loss
-        t = self.temperature
-        with torch.no_grad():
-            target = F.log_softmax(self.teacher(x).float() / t, dim=1)
-        student = F.log_softmax(logits.float() / t, dim=1)
-        kl = F.kl_div(student, target, reduction="batchmean", log_target=True)
-        return (1 - self.weight) * loss + self.weight * t * t * kl
-
-
-def load_teacher(recipe: Recipe, data: DataConfig, device: torch.device) -> nn.Module:
-    """The recipe's teacher, after checking it trained on exactly the images the student may see.
-
-    A teacher must have held out the same validation images as the student (for a study: never
-    the validation images; for a published run: all 60,000 training images) and the same subset.
-    No run trains on the test set, so none can leak it.
-    """
-    from model import get_model
-
-    path = Path(recipe.teacher)
-    try:
-        record = json.loads(path.read_text())
-        config, weights = record["config"], record["weights"]
-        with torch.random.fork_rng(devices=[]):  # the student draws the same numbers with or without a teacher
-            model = get_model(record["model"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"teacher {path} is not a run record of train.py with weights: {first_line(err)}") from None
-    seen = (config.get("val", 0), config.get("subset"))
-    if seen != (data.val, data.subset):
-        raise UserError(
-            f"teacher {path} trained with --val {seen[0]} --subset {seen[1]}, the student with --val {data.val} "
-            f"--subset {data.subset}: a teacher must train on exactly the images its student may see"
-        )
-    load_weights(model, path.parent / weights["file"], weights["sha256"])
-    return model.to(device).eval().requires_grad_(False)
-
-
-def make_loss(recipe: Recipe, data: DataConfig, device: torch.device) -> Loss:
-    if recipe.distill_weight and not recipe.teacher:
-        raise UserError("a distillation weight needs a teacher (--teacher RECORD)")
-    teacher = load_teacher(recipe, data, device) if recipe.teacher else None
-    return Loss(recipe.label_smoothing, teacher, recipe.distill_weight, recipe.distill_temperature)
+def classification_loss(label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """Cross-entropy against the labels: `loss(logits, images, labels)`, the form `train` calls a loss in."""
+    return lambda logits, x, y: F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
 
 class NonFiniteLoss(UserError):
@@ -689,9 +432,9 @@ def train(
     batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     epoch: int = 1,
     progress: bool = True,
-    average: WeightAverage | None = None,
+    after_step: Callable[[], None] | None = None,
     precision: str = "fp32",
-    loss_fn: Loss | None = None,
+    loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
     """One epoch of training; returns mean loss and accuracy (%) over the epoch.
 
@@ -702,7 +445,7 @@ def train(
     """
     model.train()
     layout = memory_format(precision)
-    loss_fn = loss_fn or Loss()
+    loss_fn = loss_fn or classification_loss()
 
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -719,8 +462,8 @@ def train(
         optimizer.step()
         if batch_scheduler is not None:
             batch_scheduler.step()
-        if average is not None:
-            average.update()
+        if after_step is not None:
+            after_step()
         loss = loss.detach()
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
         loss_sum += loss * len(y)
@@ -766,254 +509,32 @@ def test(model: nn.Module, device: torch.device, loader, split: str = "test", ve
     return stats
 
 
-@dataclass
-class Run:
-    """One training run: its model, weight average, optimizer, schedule, data and history so far.
-
-    Built by `prepare` and trained by `fit`, the one path that `train.py`, `sweep.py`, `bench.py`
-    and the notebook all take, so a speed-up, a recipe field or a fix reaches every caller.
-    """
-
-    model: nn.Module
-    average: WeightAverage | None
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    per_batch: bool  # OneCycle steps every batch, StepLR every epoch
-    train_loader: object
-    eval_loader: object
-    split: str  # "test" or "val"
-    device: torch.device
-    precision: str  # what training runs in: "bf16" or "fp32"
-    loss: Loss
-    epochs: int
-    history: list[dict] = field(default_factory=list)
-
-    @property
-    def evaluated(self) -> nn.Module:
-        """The net whose accuracy is reported and saved: the weight average where the recipe keeps one."""
-        return self.average.module if self.average else self.model
-
-    def state_dict(self) -> dict:
-        """Everything the next epoch depends on, for an exact resume."""
-        return {
-            "epoch": len(self.history),
-            "history": self.history,
-            "model": self.model.state_dict(),
-            "average": self.average.state_dict() if self.average else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": capture_rng(self.train_loader),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        if self.average:
-            self.average.load_state_dict(state["average"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"], self.train_loader)
-        self.history = list(state["history"])
-
-
-def prepare(
-    build: Callable[[], nn.Module],
-    recipe: Recipe,
-    data: DataConfig,
-    epochs: int,
-    device: torch.device,
-    precision: str = "auto",
-    deterministic: bool = False,
-) -> Run:
-    """Seed, load the data, build the net, its optimizer and weight average: always in this order.
-
-    The order fixes which random numbers each part draws, so the same seed gives the same run
-    from every caller. `precision` is "auto" (the recipe's where the device runs it fast), "bf16"
-    or "fp32" (see `resolve_precision`); `deterministic` see `configure_backends`.
-    """
-    trains_in = resolve_precision(recipe, device, precision)
-    configure_backends(device, deterministic)
-    seed_everything(data.seed)
-    train_loader, eval_loader, split = make_loaders(data, device)
-    model = build().to(device, memory_format=memory_format(trains_in))
-    optimizer, scheduler, per_batch = make_optimizer(model, recipe, epochs, len(train_loader))
-    average = weight_average(model, recipe)
-    return Run(
-        model,
-        average,
-        optimizer,
-        scheduler,
-        per_batch,
-        train_loader,
-        eval_loader,
-        split,
-        device,
-        trains_in,
-        make_loss(recipe, data, device),
-        epochs,
-    )
-
-
-def train_steps(run: Run, batches, epoch: int = 1, progress: bool = True, schedule: bool = True) -> dict[str, float]:
-    """Train the run's net over `batches` with everything its recipe trains with (`schedule=False`: lr held)."""
-    batch_scheduler = run.scheduler if run.per_batch and schedule else None
-    return train(
-        run.model,
-        run.device,
-        batches,
-        run.optimizer,
-        batch_scheduler,
-        epoch,
-        progress=progress,
-        average=run.average,
-        precision=run.precision,
-        loss_fn=run.loss,
-    )
-
-
-def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
-    """Train the next epoch, evaluate (the weight average, if any), step an epoch-wise scheduler.
-
-    Returns the history row of that epoch, already appended to `run.history`.
-    """
-    start, epoch = time.perf_counter(), len(run.history) + 1
-    lr = run.optimizer.param_groups[0]["lr"]
-    tr = train_steps(run, run.train_loader, epoch, progress=verbose)
-    ev = test(run.evaluated, run.device, run.eval_loader, run.split, verbose=verbose)
-    if not run.per_batch:
-        run.scheduler.step()
-    row = {
-        "epoch": epoch,
-        "lr": lr,
-        "train_loss": tr["loss"],
-        "train_acc": tr["acc"],
-        f"{run.split}_loss": ev["loss"],
-        f"{run.split}_acc": ev["acc"],
-        "time_s": time.perf_counter() - start,
-    }
-    run.history.append(row)
-    return row
-
-
-def fit(run: Run, on_epoch: Callable[[Run, dict], None] | None = None, verbose: bool = True) -> list[dict]:
-    """Train the run's remaining epochs; after each, call `on_epoch(run, row)`.
-
-    The callback is where callers differ: train.py checkpoints, sweep.py reports to the pruner
-    (and may stop the run by raising), the notebook prints a line. Returns the whole history.
-    """
-    while len(run.history) < run.epochs:
-        row = run_epoch(run, verbose)
-        if on_epoch is not None:
-            on_epoch(run, row)
-    return run.history
-
-
 # ---------------------------------------------------------------------------------------------
-# Randomness and checkpoints
+# Weights, summary and receptive field
 # ---------------------------------------------------------------------------------------------
-def capture_rng(loader) -> dict:
-    """Every random state the next epoch draws from, as tensors and plain Python values."""
-    np_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "loader": loader.generator.get_state(),  # shuffling (+ augmentation in DeviceLoader)
-    }
+_TENSOR_ORDER = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
 
 
-def restore_rng(state: dict, loader) -> None:
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    loader.generator.set_state(state["loader"])
+def _by_position(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Weights saved under nn.Sequential's positional names ("3.1.bias"), renamed to the model's own.
 
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Write via a temporary file in the same folder, flushed to disk, then renamed over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never half a file.
+    The course nets were first built as sequences of layers; their classes list the same layers in
+    the same order, so the k-th saved tensor is the model's k-th. Left as saved on any mismatch of
+    count or shape, for `load_state_dict` to report.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
+    def position(key: str) -> tuple[list[int], int]:
+        *path, tensor = key.split(".")
+        return [int(p) if p.isdigit() else -1 for p in path], _TENSOR_ORDER.get(tensor, len(_TENSOR_ORDER))
 
-def writable_dir(path: str | os.PathLike) -> Path:
-    """Create the folder if needed and prove a file can be written there, before any work."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to output folder '{out}': {err.strerror or err}") from None
-    return out
-
-
-def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    atomic_write(path, lambda f: torch.save(state, f))
-
-
-CHECKPOINT_KEYS = {"model_name", "config", "epoch", "model", "optimizer", "scheduler", "history", "rng"}
-
-
-def load_checkpoint(path: Path, model_name: str | None = None) -> dict:
-    """Load a checkpoint safely (`weights_only=True`: tensors and plain containers only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path} to resume from")
-    try:
-        with warnings.catch_warnings():  # e.g. "unexpected pickle protocol": the error below says it all
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(
-            f"{path} is not a loadable checkpoint (damaged, or holds more than tensors): {first_line(err)}"
-        ) from None
-    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
-        raise UserError(
-            f"{path} is not a checkpoint of train.py (missing {sorted(CHECKPOINT_KEYS - set(state or {}))})"
-        )
-    if model_name is not None and state["model_name"] != model_name:
-        raise UserError(
-            f"{path} holds model '{state['model_name']}', not '{model_name}'; "
-            f"pass --model {state['model_name']} or another checkpoint"
-        )
-    return state
-
-
-WEIGHTS_SUFFIX = ".safetensors"  # results/<run>.safetensors: the evaluated net of a published run
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike) -> dict:
-    """Save the net's weights alone (safetensors: no code runs on load), atomically; return file and SHA-256."""
-    from safetensors.torch import save
-
-    blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-    atomic_write(path, lambda f: f.write(blob))
-    return {"file": Path(path).name, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+    own, saved = model.state_dict(), sorted(state, key=position)
+    if len(saved) != len(own) or any(state[k].shape != v.shape for k, v in zip(saved, own.values(), strict=True)):
+        return state
+    return {name: state[key] for name, key in zip(own, saved, strict=True)}
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, sha256: str | None = None) -> nn.Module:
-    """Load weights saved by `save_weights` into `model`, after checking the file's SHA-256 if given."""
+    """Load a run's saved weights (safetensors: no code runs on load), after checking the file's SHA-256 if given."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -1025,15 +546,13 @@ def load_weights(model: nn.Module, path: str | os.PathLike, sha256: str | None =
     if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
         raise UserError(f"{path} has changed: its SHA-256 differs from the one its run recorded")
     try:
-        model.load_state_dict(load(blob))
+        state = load(blob)
+        model.load_state_dict(state if state.keys() == model.state_dict().keys() else _by_position(state, model))
     except (SafetensorError, RuntimeError, ValueError) as err:
         raise UserError(f"{path} does not hold this net's weights: {first_line(err)}") from None
     return model
 
 
-# ---------------------------------------------------------------------------------------------
-# Model inspection
-# ---------------------------------------------------------------------------------------------
 def print_summary(model: nn.Module, input_size: tuple[int, int, int] = (1, 28, 28)) -> None:
     """torchsummary's table, run on a CPU copy so it moves no weights, BN statistics or RNG."""
     from torchsummary import summary
@@ -1065,29 +584,34 @@ def _describe(layer: nn.Module, channels: int) -> str:
     return f"global avg-pool ({channels} maps)"
 
 
-def _applied_layers(module: nn.Module) -> Iterator[nn.Module]:
-    """The leaf layers in the order data passes through them: a block shared `times` times, that often."""
-    children = list(module.children())
-    if not children:
-        yield module
-    for _ in range(getattr(module, "times", 1)):
-        for child in children:
-            yield from _applied_layers(child)
+def _applied_layers(model: nn.Module, size: int, channels: int) -> list[nn.Module]:
+    """The leaf layers in the order one image passes through them: a block shared n times, n times.
+
+    Found by running a blank image through a CPU copy, so a class with its own `forward` reads like
+    a sequence of layers; the model itself, its weights and the random streams are left alone.
+    """
+    probe, calls = copy.deepcopy(model).cpu().float().eval(), []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append(m)) for m in probe.modules() if not any(m.children())]
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        probe(torch.zeros(1, channels, size, size))
+    for hook in hooks:
+        hook.remove()
+    return calls
 
 
 def receptive_field_table(model: nn.Module, size: int = 28, channels: int = 1) -> list[RFRow]:
-    """Walk a sequential model and track, per layer, output size, receptive field and jump.
+    """Per layer the data passes through: output size, receptive field, jump and parameters.
 
     n_out = (n_in + 2p - k) // s + 1,  rf_out = rf_in + (k - 1) * jump_in,  jump_out = jump_in * s.
     Global pooling and fully connected layers take in the whole map. BatchNorm parameters are
-    added to the layer before them, and a block applied several times with shared weights (a
-    `Repeat`) counts them at its first application only, so the column sums to the model's
-    parameter count. A residual shortcut changes neither: the sum sees what its longer path sees.
+    added to the layer before them, and a block applied several times with shared weights counts
+    them at its first application only, so the column sums to the model's parameter count. A
+    residual shortcut changes neither: the sum sees what its longer path sees.
     """
     rows: list[RFRow] = []
     rf, jump = 1, 1
     counted: set[int] = set()
-    for layer in _applied_layers(model):
+    for layer in _applied_layers(model, size, channels):
         params = 0 if id(layer) in counted else sum(p.numel() for p in layer.parameters())
         counted.add(id(layer))
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
@@ -1119,79 +643,6 @@ def format_rf_table(rows: list[RFRow], markdown: bool = False) -> str:
     return "\n".join(
         "  ".join(c[i].ljust(widths[i]) if i == 1 else c[i].rjust(widths[i]) for i in range(len(head))) for c in cells
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Run metadata
-# ---------------------------------------------------------------------------------------------
-CODE_FILES = ("*.py", "*.ipynb", "requirements*.txt")  # what decides a run's numbers
-
-
-def git_commit() -> str:
-    """The repository's HEAD, or $GIT_COMMIT, or 'unknown'; '+dirty' when tracked code differs from HEAD.
-
-    Only code counts: a notebook run rewrites the tracked images while it runs, which does not
-    change what ran.
-    """
-    import subprocess
-
-    here = Path(__file__).parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_FILES],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git: its sender may say
-        return os.environ.get("GIT_COMMIT", "unknown")
-    return sha + ("+dirty" if dirty else "")
-
-
-def versions() -> dict[str, str]:
-    import platform
-
-    import torchvision
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-def run_record(
-    model_name: str,
-    model: nn.Module,
-    seed: int,
-    device: torch.device,
-    command: str,
-    commit: str,
-    config: dict,
-    split: str,
-    history: list[dict],
-) -> dict:
-    """What a results/*.json file holds: enough to tell exactly what ran, where, and how it went."""
-    from model import MODELS, count_parameters
-
-    return {
-        "model": model_name,
-        "params": count_parameters(model),
-        "budget": MODELS[model_name].budget,
-        "seed": seed,
-        "command": command,
-        "git_commit": commit,
-        "versions": versions(),
-        "device": device_description(device),
-        "config": config,
-        "eval_split": split,
-        "train_time_s": sum(h["time_s"] for h in history),
-        "epochs": history,
-    }
-
-
-def write_json(path: str | os.PathLike, obj: object) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Check every published number from the committed weights, in seconds, without training.
 
-    python verify.py --data-dir ../shared/data                    # every run under results/
-    python verify.py --runs 'results/s7_4k-seed*.json'            # some of them
+    python verify.py                                  # every run under results/, from wherever it is started
+    python verify.py --runs 'results/s6-seed*.json'   # some of them
 
 For each run record it loads the weights saved beside it (`<run>.safetensors`), checks their
 SHA-256 against the record, evaluates them on the record's split (the test set, or the held-out
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from model import MODELS, count_parameters, get_model
-from train import OneLineParser
+from model import count_parameters
+from train import HERE, OneLineParser, spec
 from utils import (
     DATA_DIR,
     DataConfig,
@@ -35,7 +35,6 @@ from utils import (
     predict,
 )
 
-HERE = Path(__file__).parent
 RUNS = "results/**/*-seed*.json"  # every run record, published, superseded or on validation
 GPU_TOLERANCE = 5  # images: the most a run may differ by when checked on another kind of device
 
@@ -60,7 +59,7 @@ def correct_images(
     """How many images of the record's evaluation split the model gets right, and how many there are."""
     val = record["config"].get("val", 0)  # 0: the test set; N: the last N training images
     if val not in cache:
-        cache[val] = make_loaders(DataConfig(data_dir, val=val, download=False), device)[1]
+        cache[val] = make_loaders(DataConfig(data_dir, val=val), device)[1]
     _, preds, targets = predict(model, device, cache[val])
     return int((preds == targets).sum()), len(targets)
 
@@ -68,10 +67,11 @@ def correct_images(
 def check(path: Path, record: dict, data_dir: str, device: torch.device, cache: dict) -> str:
     """Reproduce one run from its weights; return what matched, or raise Mismatch with what did not."""
     name = record["model"]
-    if name not in MODELS:
-        raise Mismatch(f"model '{name}' is not in model.py")
+    try:
+        model = spec(name).build()
+    except UserError as err:
+        raise Mismatch(str(err)) from None
     weights = record["weights"]
-    model = get_model(name)
     if count_parameters(model) != record["params"]:
         raise Mismatch(f"{name} has {count_parameters(model):,} parameters now, the record {record['params']:,}")
     layout = memory_format(record["config"].get("precision", "fp32"))  # as it was evaluated while training
@@ -99,19 +99,24 @@ def check(path: Path, record: dict, data_dir: str, device: torch.device, cache: 
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description="Reproduce every published number from the committed weights.")
-    p.add_argument("--runs", default=RUNS, help=f"glob of run records (default: {RUNS})")
-    p.add_argument("--data-dir", default=DATA_DIR, help="folder holding MNIST/raw (default: $MNIST_ROOT or ./data)")
+    p.add_argument("--runs", help=f"glob of run records (default: the repository's {RUNS})")
+    p.add_argument(
+        "--data-dir",
+        default=DATA_DIR,
+        help="folder holding MNIST/raw; downloaded there when missing (default: $MNIST_ROOT or data/ beside verify.py)",
+    )
     p.add_argument("--device", default="cpu", choices=["auto", "cuda", "mps", "cpu"])
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         device = pick_device(args.device)
-        make_loaders(DataConfig(args.data_dir, download=False), device)  # no MNIST: say so once, up front
+        make_loaders(DataConfig(args.data_dir), device)  # no MNIST, and none to download: say so once, up front
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    paths = sorted(Path(p) for p in glob.glob(args.runs, recursive=True))
+    pattern = args.runs or str(HERE / RUNS)
+    paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
     if not paths:
-        print(f"error: no run records match --runs '{args.runs}'", file=sys.stderr)
+        print(f"error: no run records match --runs '{pattern}'", file=sys.stderr)
         return 2
 
     reproduced, skipped, failed, cache = 0, [], 0, {}

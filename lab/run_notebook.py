@@ -1,17 +1,22 @@
 """Execute S6_part2.ipynb top to bottom, headless, and save it with its outputs.
 
-    python run_notebook.py                                   # the full run, saved in place when it finishes
-    python run_notebook.py --set EPOCHS=1 SUBSET=512         # a smoke run, saved to S6_part2.smoke.ipynb
+    python -m lab.run_notebook                              # the full run -> runs/S6_part2.ipynb
+    python -m lab.run_notebook --set EPOCHS=1 SUBSET=512    # a smoke run
+    python -m lab.run_notebook --publish                    # the full run, published (see below)
 
 `--set` adds a cell after the parameters cell that overrides them (as papermill does); each value
-is a Python literal and each name must be one of the parameters. A run with `--set` is a smoke
-run: it never replaces the committed notebook unless `--output` names it. The notebook is written
-only when every cell ran; a failed run is saved beside it as `*.failed.ipynb` for reading. Progress
-bars are stored as their final state, so the saved notebook reads like a clean log on GitHub.
+is a Python literal and each name must be one of the parameters. The executed notebook goes to
+runs/ unless `--output` names another file: replacing the committed notebook is an explicit act.
+`--publish` runs it as it stands and, once every cell ran, saves it in place, copies its pictures
+into images/ and its numbers into results/ (with the command and commit). A notebook is written
+only when every cell ran; a failed run is saved beside it as `*.failed.ipynb` for reading.
+Progress bars are stored as their final state, so the saved notebook reads like a clean log on
+GitHub.
 """
 
 import ast
 import contextlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -20,12 +25,12 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from train import OneLineParser, positive_int
-from utils import UserError, atomic_write, first_line
+from train import HERE, OneLineParser, atomic_write, git_commit, positive_int, write_json
+from utils import UserError, first_line
 
-HERE = Path(__file__).parent
 NOTEBOOK = HERE / "S6_part2.ipynb"
-SMOKE = HERE / "S6_part2.smoke.ipynb"
+OUTPUT = Path("runs") / NOTEBOOK.name  # git-ignored
+NOTEBOOK_OUT = HERE / "runs" / "notebook"  # where the notebook saves its pictures and numbers (its OUT, IMAGES)
 ASSIGNMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*$", re.S)
 
 
@@ -115,18 +120,37 @@ def execute(assignments: list[str], output: Path, timeout: int = 3600) -> nbform
     return nb
 
 
+def publish(commit: str) -> list[Path]:
+    """Copy the notebook's pictures into images/ and its numbers into results/, naming the command and commit."""
+    written = []
+    for picture in sorted(NOTEBOOK_OUT.glob("*.png")):
+        written.append(HERE / "images" / picture.name)
+        atomic_write(written[-1], lambda f, p=picture: f.write(p.read_bytes()))
+    for path in sorted(NOTEBOOK_OUT.glob("notebook-*.json")):
+        record = {"command": "python -m lab.run_notebook --publish", "git_commit": commit}
+        written.append(HERE / "results" / path.name)
+        write_json(written[-1], {**record, **json.loads(path.read_text())})
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override parameters (Python literals)")
     p.add_argument(
         "--output",
         type=Path,
-        help=f"where to save the executed notebook (default: {NOTEBOOK.name}; {SMOKE.name} with --set)",
+        help=f"where to save the executed notebook (default: {OUTPUT}; {NOTEBOOK.name} publishes it)",
     )
+    p.add_argument("--publish", action="store_true", help="save in place, pictures to images/, numbers to results/")
     p.add_argument("--timeout", type=positive_int, default=3600, help="seconds a cell may run")
     args = p.parse_args(argv)
-    output = args.output or (SMOKE if args.set else NOTEBOOK)
+    if args.publish and (args.set or args.output):
+        p.error("--publish runs the notebook as it stands: no --set or --output")
+    output = NOTEBOOK if args.publish else args.output or OUTPUT
+    commit = git_commit()  # the code the run starts from
     try:
+        if args.output is None:
+            output.parent.mkdir(exist_ok=True)
         if not output.parent.is_dir():
             raise UserError(f"--output: folder {output.parent} does not exist")
         execute(args.set, output, args.timeout)
@@ -142,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the notebook could not run: {first_line(err)}", file=sys.stderr)
         return 2
     print(f"executed notebook saved to {output}")
+    if args.publish:
+        print("published: " + ", ".join(str(p.relative_to(HERE)) for p in publish(commit)))
     return 0
 
 

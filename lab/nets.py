@@ -1,0 +1,167 @@
+"""The searched family: a budgeted CNN built from a short layer string, and the nets the studies chose.
+
+A net is read left to right:
+
+    "8p"   3x3 convolution to 8 maps, padded (the side stays)
+    "8"    3x3 convolution to 8 maps, unpadded (the side shrinks by 2)
+    "8d"   depthwise-separable 3x3 convolution to 8 maps, padded: a 3x3 filter per input map,
+           then a 1x1 convolution to 8 (9 * in + in * 8 weights instead of 9 * in * 8)
+    "t8"   1x1 convolution to 8 maps (a "transition" that mixes or squeezes channels)
+    "M"    2x2 max-pool (the side halves)
+    "[ ... ]"  a residual group: its input is added to its output (no parameters; the group
+           must keep the number of maps and the side)
+    "x3"   after a convolution or a "]": the same block applied 3 times, sharing its weights
+           (it must keep the number of maps: "8px3" needs 8 maps coming in)
+
+Each convolution is followed by BatchNorm and ReLU, each 3x3 convolution after the first pool
+also by Dropout, and every net ends in a 1x1 convolution to 10 maps and global average pooling:
+no fully connected head. Being sequential lets `utils.receptive_field_table` walk a net layer
+by layer. The course nets of `model.py` are written out as classes instead.
+"""
+
+import re
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from model import count_parameters
+
+TOKEN = re.compile(r"^(?:M|\[|\](?:x[1-9]\d*)?|t[1-9]\d*|[1-9]\d*[pd]?(?:x[1-9]\d*)?)$")
+
+
+def conv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0) -> nn.Sequential:
+    """Conv (no bias: BatchNorm supplies it) -> BatchNorm -> ReLU [-> Dropout]."""
+    layers = [nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+
+
+def separable_block(c_in: int, c_out: int, dropout: float = 0.0) -> nn.Sequential:
+    """Depthwise 3x3 (one padded filter per map) -> pointwise 1x1 -> BatchNorm -> ReLU [-> Dropout]."""
+    layers = [
+        nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+
+
+class Residual(nn.Module):
+    """x + body(x): a shortcut around a group of blocks that keeps maps and side."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class Repeat(nn.Module):
+    """One block applied `times` times in a row: its weights are shared, its depth multiplied."""
+
+    def __init__(self, block: nn.Module, times: int) -> None:
+        super().__init__()
+        self.block, self.times = block, times
+
+    def forward(self, x: Tensor) -> Tensor:
+        for _ in range(self.times):
+            x = self.block(x)
+        return x
+
+
+def gap_head(c_in: int, classes: int = 10) -> nn.Sequential:
+    """1x1 conv to one map per class, then global average pooling to logits."""
+    return nn.Sequential(nn.Conv2d(c_in, classes, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+class Net(nn.Sequential):
+    """A budgeted CNN from a layer string such as "16 32 M t16 16 32 16" (see the module docstring).
+
+    Dropout sits on the maps after the first pool only: at full resolution its masks cost half of
+    a CPU training step, and augmentation regularizes there.
+    """
+
+    def __init__(self, layers: str, dropout: float = 0.0, size: int = 28) -> None:
+        groups: list[list[nn.Module]] = [[]]  # the blocks of each open residual group, outermost first
+        entries: list[tuple[int, int]] = []  # maps and side where each open group began
+        channels, pooled = 1, False
+        for token in layers.split():
+            if not TOKEN.match(token):
+                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, 8d, t8, M, [ ], x3")
+            body, _, times = token.partition("x")
+            times = int(times or 1)
+            if body == "[":
+                groups.append([])
+                entries.append((channels, size))
+                continue
+            if body == "]":
+                if not entries:
+                    raise ValueError(f"'{layers}' closes a residual group it never opened")
+                if entries.pop() != (channels, size):
+                    raise ValueError(f"a residual group in '{layers}' must keep its maps and side")
+                block: nn.Module = Residual(nn.Sequential(*groups.pop()))
+            elif body == "M":
+                block = nn.MaxPool2d(2)
+                size, pooled = size // 2, True
+            elif body.startswith("t"):
+                block, channels = conv_block(channels, int(body[1:]), kernel=1), int(body[1:])
+            else:
+                width, kind = int(body.rstrip("pd")), body[-1]
+                if times > 1 and channels != width:
+                    raise ValueError(f"'{token}' repeats a block from {channels} maps to {width}: it must keep them")
+                drop = dropout if pooled else 0.0
+                if kind == "d":
+                    block = separable_block(channels, width, drop)
+                else:
+                    block = conv_block(channels, width, padding=int(kind == "p"), dropout=drop)
+                channels, size = width, size if kind in "pd" else size - 2 * times
+            groups[-1].append(Repeat(block, times) if times > 1 else block)
+            if size < 1:
+                raise ValueError(f"'{layers}' shrinks the image to nothing at '{token}'")
+        if entries:
+            raise ValueError(f"'{layers}' leaves a residual group open: close it with ']'")
+        super().__init__(*groups[0], gap_head(channels))
+        self.layers, self.dropout = layers, dropout
+
+
+@dataclass(frozen=True)
+class Searched:
+    """A net of the family chosen by a study (`lab/sweep.py`), with the budget it was searched under."""
+
+    layers: str
+    dropout: float  # as the sampler drew it
+    budget: int
+
+    def __call__(self) -> Net:
+        return Net(self.layers, self.dropout)
+
+    @property
+    def about(self) -> str:
+        return f"`{self.layers}`, dropout {self.dropout:.3g}"
+
+
+# The stage-1 bests of the first round (results/validation/budget-*.json) and the stage-2 winners of the
+# second (results/validation/frontier-ii/). The course's < 8k net, s8_8k, is a winner of the second round
+# written out as a class in model.py; LEGACY gives the layer string it was trained as.
+SEARCHED: dict[str, Searched] = {
+    "s7_8k": Searched("4p 4p 4p M 12p 12p 12p M 10p 10p 10p", 0.0019127488151920672, 8_000),
+    "s7_4k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.01, 4_000),  # first round: < 5k too
+    "s7_3k": Searched("6p 6p M 6p 6p M 6p 6p", 0.040805315978710795, 3_000),
+    "s8_4k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.003404749975698642, 4_000),
+    "s8_5k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.003303439945491489, 5_000),
+    "s8_3k": Searched("8p 8p M 18d 18d M 18d 18d", 0.00367245831897043, 3_000),
+}
+
+# The course nets of model.py as the layer strings they were first built and published from: the same
+# layers in the same order, so their weights load into the classes (see utils.load_weights).
+LEGACY: dict[str, Searched] = {
+    "s6": Searched("16 32 M t16 16 32 16", 0.05, 20_000),
+    "s7_10k": Searched("10 20 M t10 16 16 20", 0.05, 10_000),
+    "s8_8k": Searched("8p [ 8p ] M 16d [ 16d ] M 18 18", 0.032228877925077414, 8_000),
+}
+
+
+if __name__ == "__main__":
+    for name, spec in SEARCHED.items():
+        print(f"{name:8s} {count_parameters(spec()):>6,} params  budget < {spec.budget:,}  {spec.about}")
