@@ -71,9 +71,8 @@ class Spec:
 def searched() -> dict[str, Spec]:
     """The lab's searched nets (lab/nets.py), when the lab folder is here: the course needs none of them."""
     try:
-        from lab.recipes import RECIPES as LAB_RECIPES
-
         from lab.nets import SEARCHED
+        from lab.recipes import RECIPES as LAB_RECIPES
     except ImportError:
         return {}
     return {name: Spec(net, net.budget, LAB_RECIPES[name]) for name, net in SEARCHED.items()}

@@ -2,10 +2,9 @@ import json
 import subprocess
 import sys
 
+import bench
 import pytest
 from conftest import ROOT, assert_one_line_error
-
-import bench
 
 
 def test_bench_times_both_loaders_and_writes_its_json(synthetic_root, tmp_path, capsys):

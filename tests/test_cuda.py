@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 from conftest import make_synthetic_mnist, run_cli
+from report import epoch_metrics
 from test_resume import kill_after_first_checkpoint
 
 from model import get_model
-from report import epoch_metrics
 from utils import RECIPES, Augment, DataConfig, DeviceLoader, fit, load_checkpoint, prepare, print_summary
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

@@ -1,7 +1,7 @@
 import pytest
+import report
 import torch
 
-import report
 from model import MODELS, Net, Repeat, Residual, count_parameters, get_model
 from utils import receptive_field_table
 

@@ -7,13 +7,13 @@ import sys
 
 import nbformat
 import pytest
+import run_notebook
 import torch
 from conftest import ROOT, assert_one_line_error
+from report import epoch_metrics
 
-import run_notebook
 import train as train_script
 from model import count_parameters, get_model
-from report import epoch_metrics
 
 
 def test_notebook_runs_headless_in_smoke_mode(synthetic_root, tmp_path):

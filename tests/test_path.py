@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import optuna
 import pytest
+import sweep
 import torch
 from conftest import assert_one_line_error, run_cli
+from report import epoch_metrics
 
-import sweep
 import train as train_script
 import utils
-from report import epoch_metrics
 from utils import RECIPES, Recipe, UserError, resolve_precision
 
 TINY = ["--epochs", "2", "--subset", "448", "--val", "64"]

@@ -2,8 +2,8 @@ import json
 from dataclasses import replace
 
 import pytest
-
 import report
+
 from utils import RECIPES, Recipe
 
 

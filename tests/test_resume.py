@@ -12,9 +12,9 @@ from argparse import Namespace
 import pytest
 import torch
 from conftest import ROOT, assert_one_line_error, make_synthetic_mnist, run_cli
+from report import epoch_metrics
 
 from model import get_model
-from report import epoch_metrics
 from utils import RECIPES, UserError, load_checkpoint, save_checkpoint
 
 EPOCHS = "5"

@@ -13,11 +13,11 @@ from dataclasses import replace
 
 import optuna
 import pytest
+import report
+import sweep
 import torch
 from conftest import ROOT, assert_one_line_error
 
-import report
-import sweep
 from model import Net, count_parameters, get_model
 from utils import RECIPES, recipe_from_dict
 

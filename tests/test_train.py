@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import ROOT, assert_one_line_error, run_cli
+from report import epoch_metrics
 
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
 from model import MODELS, Net, count_parameters, get_model
-from report import epoch_metrics
 from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, prepare, seed_everything
 
 LEARNER = "s7_4k"  # the frontier's headline net, trained with its searched recipe

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import report
 from conftest import ROOT, assert_one_line_error
 
-import report
 import train as train_script
 
 NAME = "s7_3k-seed0-subset128"
