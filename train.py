@@ -673,6 +673,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def repo_path(path: str) -> str:
+    """A file named on the command line, as a record keeps it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(HERE).as_posix() if resolved.is_relative_to(HERE) else str(resolved)
+
+
 def with_flags(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     """The recipe with the fields the flags set; a lab-only field (a weight average, a teacher) needs a lab recipe.
 
@@ -682,8 +688,7 @@ def with_flags(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     flags = ("lr", "momentum", "schedule", "batch_size", "ema", "teacher", "distill_weight", "distill_temperature")
     changes = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
     if changes.get("teacher"):
-        teacher = Path(changes["teacher"]).resolve()
-        changes["teacher"] = teacher.relative_to(HERE).as_posix() if teacher.is_relative_to(HERE) else str(teacher)
+        changes["teacher"] = repo_path(changes["teacher"])
     lab_only = sorted(k for k in changes if not hasattr(recipe, k))
     if lab_only:
         raise UserError(f"--{lab_only[0].replace('_', '-')}: {args.model}'s recipe has no such field (the lab's have)")

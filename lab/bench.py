@@ -1,11 +1,12 @@
 """Training speed, measured side by side in one process.
 
-    python bench.py                              # s6, fast vs classic loader -> results/bench-loaders-<device>.json
-    python bench.py --compare --models s7_4k s6  # default path vs fp32 reference -> results/bench-<device>.json
-    python bench.py --compare --levers           # ... and each speed lever on its own, on a random batch
-    python bench.py --jobs-compare --model s7_4k --epochs 2  # 5 seeds: --jobs 2 against one after another
+    python -m lab.bench                              # s6, fast vs classic loader -> runs/bench-loaders-<device>.json
+    python -m lab.bench --compare --models s7_4k s6  # default path vs fp32 reference -> runs/bench-<device>.json
+    python -m lab.bench --compare --levers           # ... and each speed lever on its own, on a random batch
+    python -m lab.bench --jobs-compare --model s7_4k --epochs 2  # 5 seeds: --jobs 2 against one after another
+    python -m lab.bench --compare --out results      # publish: the README's tables read results/bench-*.json
 
-Every timing trains the net through `utils.prepare` and `utils.train`, as a real run does, for a
+Every timing trains the net through `train.prepare` and `utils.train`, as a real run does, for a
 fixed number of batches after a warm-up taken from one running epoch. The variants alternate for
 several repeats and the median of each is reported, so a noisy machine slows them all alike.
 
@@ -32,24 +33,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from model import MODELS, get_model
-from train import OneLineParser, positive_int
-from utils import (
-    DATA_DIR,
-    LOADERS,
-    RECIPES,
-    DataConfig,
-    UserError,
-    device_description,
+from model import MODELS
+from train import (
+    HERE,
+    OneLineParser,
     git_commit,
-    pick_device,
+    positive_int,
     prepare,
     resolve_precision,
+    searched,
+    spec,
     train_steps,
     versions,
     writable_dir,
     write_json,
 )
+from utils import DATA_DIR, LOADERS, DataConfig, UserError, device_description, pick_device
 
 SEEDS = 5  # seeds of the --jobs comparison
 
@@ -98,7 +97,7 @@ class Batches:
 
 def path_timer(model: str, data: DataConfig, device: torch.device, precision: str, warmup: int) -> Callable:
     """A function that trains `n` more batches of one prepared run and returns seconds per batch."""
-    run = prepare(lambda: get_model(model), RECIPES[model], data, 1, device, precision)
+    run = prepare(spec(model).build, spec(model).recipe, data, 1, device, precision)
     batches = iter_forever(run.train_loader)
 
     def step(n: int) -> float:
@@ -122,7 +121,7 @@ def lever_timer(model: str, batch_size: int, device: torch.device, lever: Lever,
     """The bare training step of `model` on one random batch, with one combination of the levers."""
     layout = torch.channels_last if lever.channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    net = get_model(model).to(device, memory_format=layout)
+    net = spec(model).build().to(device, memory_format=layout)
     forward = torch.compile(net, mode=lever.compile) if lever.compile else net
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, fused=lever.fused or None)
     x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=layout)
@@ -182,7 +181,7 @@ def compare(args, device: torch.device) -> dict:
     """Per model: the default path against the fp32 reference (and, with --levers, the bare levers)."""
     results = {}
     for model in args.models:
-        recipe = RECIPES[model]
+        recipe = spec(model).recipe
         data = DataConfig(args.data_dir, recipe.batch_size, augment=recipe.augment)
         paths = {p: path_timer(model, data, device, p, args.warmup) for p in ("fp32", "auto")}
         times = alternate(paths, args.batches, args.repeats, model)
@@ -209,7 +208,7 @@ def compare(args, device: torch.device) -> dict:
 
 def loaders(args, device: torch.device) -> dict:
     """Images/s of the fast (on-device) and the classic (torchvision DataLoader) loader, same model and path."""
-    recipe = RECIPES[args.model]
+    recipe = spec(args.model).recipe
     batch_size = args.batch_size or recipe.batch_size
     data = DataConfig(args.data_dir, batch_size, augment=recipe.augment)
     timers = {kind: path_timer(args.model, replace(data, loader=kind), device, "auto", args.warmup) for kind in LOADERS}
@@ -233,7 +232,7 @@ def jobs_compare(args, out: Path) -> dict:
     seconds = {}
     with tempfile.TemporaryDirectory(dir=out) as scratch:
         for way, flags in ways.items():
-            command = [sys.executable, "train.py", *common, *flags, "--out", str(Path(scratch) / way)]
+            command = [sys.executable, str(HERE / "train.py"), *common, *flags, "--out", str(Path(scratch) / way)]
             start = time.perf_counter()
             proc = subprocess.run(command, cwd=Path(__file__).parent, capture_output=True, text=True)
             seconds[way] = time.perf_counter() - start
@@ -254,12 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = OneLineParser(description="Training speed, measured side by side in one process.")
     p.add_argument("--compare", action="store_true", help="default path against the fp32 reference, per model")
-    p.add_argument("--models", nargs="+", choices=list(MODELS), help="with --compare (default: every budgeted net)")
+    p.add_argument(
+        "--models", nargs="+", choices=[*MODELS, *searched()], help="with --compare (default: every budgeted net)"
+    )
     p.add_argument("--levers", action="store_true", help="with --compare: also each speed lever on its own")
     p.add_argument("--profile", action="store_true", help="with --compare: where the default path's time goes")
     p.add_argument("--jobs-compare", action="store_true", help=f"{SEEDS} seeds of --model: --jobs 2 against one by one")
     p.add_argument("--epochs", type=positive_int, default=2, help="with --jobs-compare: epochs per seed")
-    p.add_argument("--model", default="s6", choices=list(MODELS), help="the loader comparison's model")
+    p.add_argument("--model", default="s6", choices=[*MODELS, *searched()], help="the loader comparison's model")
     p.add_argument("--batch-size", type=positive_int, help="the loader comparison's batch (default: the recipe's)")
     p.add_argument("--warmup", type=positive_int, default=10, help="batches before timing starts")
     p.add_argument("--batches", type=positive_int, default=80, help="timed batches per repeat")
@@ -267,11 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=DATA_DIR, help="folder holding MNIST/raw (default: $MNIST_ROOT or ./data)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default="runs", help="folder for the JSON (default: runs/; publish: results)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.models = args.models or [name for name, spec in MODELS.items() if spec.budget]
+    args.models = args.models or [name for name in [*MODELS, *searched()] if spec(name).budget]
     try:
         device = pick_device(args.device)
         out = writable_dir(args.out)

@@ -1,7 +1,8 @@
 """Search architecture and recipe for one parameter budget with Optuna, on the validation split only.
 
-    python sweep.py --budget 4000 --trials 12 --data-dir ../shared/data
-    python sweep.py --budget 4000 --trials 12 --storage postgresql://user:pass@host/optuna --seed 1
+    python -m lab.sweep --budget 4000 --trials 12                 # -> runs/validation/budget-4000.json
+    python -m lab.sweep --budget 4000 --trials 12 --storage postgresql://user:pass@host/optuna --seed 1
+    python -m lab.sweep --budget 4000 --trials 42 --out results/validation/frontier-ii ...  # a committed study
 
 One study per budget (`budget-4000`). Each trial draws a net from the family below and a recipe,
 is rejected before training if the net has `budget` parameters or more, then trains for 15 epochs
@@ -13,8 +14,9 @@ epochs, as the target asks of the test set.
 The study lives in `--storage` (a SQLite file by default). Several workers, on one machine or
 many, share a study when given the same storage and budget: start each with its own `--seed` (on
 one 2-core machine, two with `--threads 1` each). `--trials` counts trained trials over
-the whole study. After every trial the whole study is exported to
-`results/validation/budget-<N>.json`: each trial's suggested values, net, recipe, parameter count,
+the whole study. After every trial the whole study is exported to `<--out>/budget-<N>.json`
+(runs/validation/ by default, git-ignored; the committed studies live in results/validation/):
+each trial's suggested values, net, recipe, parameter count,
 per-epoch validation accuracy and state (complete, pruned, rejected over budget, or failed when
 its worker died). Run the same command again to continue a study or to export it again.
 
@@ -42,31 +44,33 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-import optuna
-import sqlalchemy
 import torch
 
-from model import Net, count_parameters
-from train import OneLineParser, positive_int
-from utils import (
-    DATA_DIR,
-    Augment,
-    DataConfig,
-    Recipe,
+from lab.engine import load_teacher
+from lab.nets import Net
+from lab.recipes import LabRecipe as Recipe
+from lab.recipes import recipe_from_dict
+from model import count_parameters
+from train import (
+    OneLineParser,
     Run,
-    UserError,
-    first_line,
     fit,
     git_commit,
-    load_teacher,
-    make_loaders,
-    pick_device,
+    positive_int,
     prepare,
-    recipe_from_dict,
+    repo_path,
     versions,
     writable_dir,
     write_json,
 )
+from utils import DATA_DIR, Augment, DataConfig, UserError, first_line, make_loaders, pick_device
+
+try:
+    import optuna
+    import sqlalchemy
+except ImportError as err:  # the study tool needs the lab's packages, which the course does not
+    print(f"error: {err.name} is not installed: pip install -r requirements-dev.txt", file=sys.stderr)
+    sys.exit(2)
 
 EPOCHS = 15
 VAL = 5000  # the last 5,000 training images: scored on, never trained on
@@ -80,7 +84,7 @@ STARTUP_TRIALS = 10
 # the two reference trials' fast warm-up, whatever they would have reached.
 PRUNE_FROM = 4  # complete trials before the pruner compares with their median ...
 PRUNE_AFTER = 10  # ... after this epoch of a trial (epochs are reported from 1)
-OUT = Path("results") / "validation"
+OUT = Path("runs") / "validation"  # git-ignored: a committed study is continued with --out results/validation/...
 # The first trial of every study: the public 3,762-parameter net (4-4-4 / 8-8-8 / 8-8-8, padded) with its
 # recipe (lr 0.1 reached at epoch 2, linear to 0 at 15; rotation 7 degrees, zoom 9 %, p 0.5, dropout 0.01),
 # shift 10 % (its 9 % is not among the choices), batch 64 instead of its 32 and OneCycle's momentum (cycled
@@ -486,7 +490,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--trials", type=positive_int, default=12, help="trained trials in the study, all workers together")
     p.add_argument("--storage", help="Optuna storage URL (default: a SQLite file beside the exported trials)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (added to the budget); one per worker of a study")
-    p.add_argument("--data-dir", default=DATA_DIR, help="folder holding MNIST/raw (default: $MNIST_ROOT or ./data)")
+    p.add_argument("--data-dir", default=DATA_DIR, help="folder holding MNIST/raw (default: $MNIST_ROOT or data/)")
     p.add_argument("--out", default=str(OUT), help="folder for the exported trials")
     p.add_argument("--epochs", type=positive_int, default=EPOCHS)
     p.add_argument("--val", type=positive_int, default=VAL, help="held-out training images to score on")
@@ -516,7 +520,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "changed (e.g. ema=0.999)",
     )
     args = p.parse_args(argv)
-    args.command = shlex.join(["python", "sweep.py", *argv])
+    args.command = shlex.join(["python", "-m", "lab.sweep", *argv])
+    args.teacher = repo_path(args.teacher) if args.teacher else ""
     args.commit = git_commit()  # what this worker runs, whatever the tree holds by the time it exports
     return args
 
