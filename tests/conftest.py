@@ -64,3 +64,15 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def build(name: str):
+    """A fresh net by the name its runs are recorded under: a course class or a searched net of the lab."""
+    from train import spec
+
+    return spec(name).build()
+
+
+def epoch_metrics(run: dict) -> list[dict]:
+    """Per-epoch numbers without wall time: what must match between two runs of the same recipe and seed."""
+    return [{k: v for k, v in e.items() if k != "time_s"} for e in run["epochs"]]

@@ -8,12 +8,11 @@ import json
 
 import pytest
 import torch
-from conftest import make_synthetic_mnist, run_cli
-from report import epoch_metrics
+from conftest import build, epoch_metrics, make_synthetic_mnist, run_cli
 from test_resume import kill_after_first_checkpoint
 
-from model import get_model
-from utils import RECIPES, Augment, DataConfig, DeviceLoader, fit, load_checkpoint, prepare, print_summary
+from train import fit, load_checkpoint, prepare, spec
+from utils import Augment, DataConfig, DeviceLoader, print_summary
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 CUDA = torch.device("cuda")
@@ -52,9 +51,9 @@ def test_augmentation_on_cuda_moves_the_images_and_keeps_their_labels():
 
 def test_training_on_cuda_learns_real_digits_in_fp32_and_in_bf16(real_root):
     for model, precision in (("s6", "fp32"), ("s7_4k", "bf16")):
-        recipe = RECIPES[model]
+        recipe = spec(model).recipe
         data = DataConfig(str(real_root), recipe.batch_size, subset=10_000, augment=recipe.augment, download=False)
-        run = prepare(lambda m=model: get_model(m), recipe, data, 2, CUDA, precision)
+        run = prepare(lambda m=model: build(m), recipe, data, 2, CUDA, precision)
         assert run.precision == precision and next(run.model.parameters()).is_cuda
         history = fit(run, verbose=False)
         assert history[-1]["test_acc"] > 95, (model, history)
@@ -62,7 +61,7 @@ def test_training_on_cuda_learns_real_digits_in_fp32_and_in_bf16(real_root):
 
 def test_print_summary_leaves_a_cuda_model_and_the_cuda_random_stream_alone(capsys):
     torch.manual_seed(0)
-    net = get_model("s7_8k").to(CUDA).train()
+    net = build("s7_8k").to(CUDA).train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     rng = torch.cuda.get_rng_state()
     print_summary(net)

@@ -1,44 +1,77 @@
 import pytest
-import report
 import torch
+from conftest import build
 
-from model import MODELS, Net, Repeat, Residual, count_parameters, get_model
-from utils import receptive_field_table
+from lab import report
+from lab.nets import LEGACY, SEARCHED, Net, Repeat, Residual
+from model import MODELS, count_parameters
+from train import spec
+from utils import UserError, load_weights, receptive_field_table
 
-BUDGETED = [n for n, spec in MODELS.items() if spec.budget]
+ALL = [*MODELS, *SEARCHED]
+BUDGETED = [n for n in ALL if spec(n).budget]
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_output_is_ten_logits_per_image(name):
-    model = get_model(name).eval()
+    model = build(name).eval()
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
 
 
 @pytest.mark.parametrize("name", BUDGETED)
 def test_parameter_count_is_under_budget(name):
-    assert count_parameters(get_model(name)) < MODELS[name].budget
+    assert count_parameters(build(name)) < spec(name).budget
 
 
 def test_no_two_models_claim_a_budget_that_no_study_decides():
     """A budget outside the searched frontier is held by its one registry entry; a study picks within the frontier."""
-    budgets = [MODELS[n].budget for n in BUDGETED if MODELS[n].budget not in report.FRONTIER]
+    budgets = [spec(n).budget for n in BUDGETED if spec(n).budget not in report.FRONTIER]
     assert len(set(budgets)) == len(budgets)
 
 
+@pytest.mark.parametrize("name", list(LEGACY))
+def test_each_course_class_is_the_layer_string_net_it_replaces(name, tmp_path):
+    """Same parameter count, and with the old net's saved weights the same output on a fixed input."""
+    old, new = LEGACY[name](), MODELS[name]()
+    assert count_parameters(new) == count_parameters(old)
+    torch.manual_seed(1)
+    for module in old.modules():  # weights and BatchNorm statistics unlike any default
+        for tensor in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
+            if tensor.is_floating_point():
+                tensor.data.uniform_(0.5, 1.5)
+    from safetensors.torch import save_file
+
+    save_file(old.state_dict(), tmp_path / "old.safetensors")
+    load_weights(new, tmp_path / "old.safetensors")
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(new.eval()(x), old.eval()(x))
+    with pytest.raises(UserError, match="does not hold this net's weights"):
+        load_weights(MODELS["s7_10k" if name == "s6" else "s6"](), tmp_path / "old.safetensors")
+
+
+@pytest.mark.parametrize("name", list(LEGACY))
+def test_a_course_class_draws_the_same_initial_weights_as_the_net_it_replaces(name):
+    """A seed gives the same start either way, so the published runs of the old nets are runs of the classes."""
+    torch.manual_seed(0)
+    old = list(LEGACY[name]().state_dict().values())
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(old, MODELS[name]().state_dict().values(), strict=True))
+
+
 def test_baseline_matches_the_reference_parameter_count():
-    assert count_parameters(get_model("baseline")) == 593_200
+    assert count_parameters(build("baseline")) == 593_200
 
 
 @pytest.mark.parametrize("name", BUDGETED)
 def test_budgeted_models_have_no_fully_connected_layer(name):
-    kinds = {type(m) for m in get_model(name).modules()}
+    kinds = {type(m) for m in build(name).modules()}
     assert torch.nn.Linear not in kinds
     assert {torch.nn.BatchNorm2d, torch.nn.AdaptiveAvgPool2d} <= kinds
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(KeyError) as err:
-        get_model("resnet")
+    with pytest.raises(UserError) as err:
+        build("resnet")
     assert "resnet" in str(err.value) and all(name in str(err.value) for name in MODELS)
 
 
@@ -101,15 +134,16 @@ def test_receptive_field_of_a_padded_two_pool_net_matches_the_hand_computation()
 @pytest.mark.parametrize("name", BUDGETED)
 def test_every_budgeted_net_sees_most_of_the_digit_box_before_pooling_it_away(name):
     """The last 3x3 conv sees at least 18 of the 20 px MNIST digits are centred in; GAP then takes in all 28."""
-    rows = receptive_field_table(get_model(name))
+    rows = receptive_field_table(build(name))
     assert [r for r in rows if r.layer.startswith("conv 3x3")][-1].rf >= 18
     assert rows[-1].rf >= 28 and rows[-1].size == 1
 
 
 def test_every_model_has_a_training_recipe():
+    from lab.recipes import RECIPES as LAB
     from utils import RECIPES
 
-    assert set(RECIPES) == set(MODELS)
+    assert set(RECIPES) == set(MODELS) and set(LAB) == set(SEARCHED)
 
 
 def test_separable_residual_and_shared_blocks_count_parameters_as_worked_by_hand():

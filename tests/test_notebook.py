@@ -7,38 +7,36 @@ import sys
 
 import nbformat
 import pytest
-import run_notebook
 import torch
-from conftest import ROOT, assert_one_line_error
-from report import epoch_metrics
+from conftest import ROOT, assert_one_line_error, build, epoch_metrics
 
 import train as train_script
-from model import count_parameters, get_model
+from lab import run_notebook
+from model import count_parameters
 
 
-def test_notebook_runs_headless_in_smoke_mode(synthetic_root, tmp_path):
-    overrides = ["MODEL = 's7_8k'", "EPOCHS = 2", "SUBSET = 256", f"DATA_DIR = {str(synthetic_root)!r}",
-                 f"IMAGES = {str(tmp_path / 'images')!r}", f"OUT = {str(tmp_path / 'results')!r}"]  # fmt: skip
+def test_notebook_runs_headless_in_smoke_mode_and_matches_train_py(synthetic_root, tmp_path):
+    overrides = ["EPOCHS = 2", "SUBSET = 256", f"DATA_DIR = {str(synthetic_root)!r}",
+                 f"IMAGES = {str(tmp_path / 'images')!r}", f"OUT = {str(tmp_path / 'out')!r}"]  # fmt: skip
     run_notebook.execute(overrides, tmp_path / "smoke.ipynb", timeout=600)
 
     nb = nbformat.read(tmp_path / "smoke.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert f"Total params: {count_parameters(get_model('s7_8k')):,}" in text and "within budget" in text
+    assert f"Total params: {count_parameters(build('s6')):,}" in text and "within budget" in text
     assert "global avg-pool" in text and "Test set: Average loss" in text
     assert "\r" not in text  # progress bars kept as their final frame only
     pictures = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert pictures == 4
-    for name in ("samples", "s7_8k-curves", "s7_8k-misclassified", "s7_8k-confusion"):
+    for name in ("samples", "s6-curves", "s6-misclassified", "s6-confusion"):
         assert (tmp_path / "images" / f"{name}.png").stat().st_size > 10_000
-    record = json.loads((tmp_path / "results" / "notebook-s7_8k-seed0.json").read_text())
-    assert [e["epoch"] for e in record["epochs"]] == [1, 2] and record["command"] == "S6_part2.ipynb"
+    record = json.loads((tmp_path / "out" / "notebook-s6-seed0.json").read_text())
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2]
 
-    # the same run from the command line: one training path, so the same numbers epoch for epoch
+    # the same run from the command line: the same steps, so the same numbers epoch for epoch
     # (on a GPU, where the notebook trains, up to the rounding of cuDNN's non-deterministic kernels)
-    cli = ["--model", "s7_8k", "--epochs", "2", "--subset", "256", "--data-dir", str(synthetic_root)]
+    cli = ["--epochs", "2", "--subset", "256", "--data-dir", str(synthetic_root)]
     assert train_script.main([*cli, "--out", str(tmp_path / "cli")]) == 0
-    by_cli = json.loads((tmp_path / "cli" / "s7_8k-seed0-subset256.json").read_text())
-    assert record["config"] == by_cli["config"]
+    by_cli = json.loads((tmp_path / "cli" / "s6-seed0-subset256.json").read_text())
     if torch.cuda.is_available():
         for ours, theirs in zip(epoch_metrics(record), epoch_metrics(by_cli), strict=True):
             assert ours.keys() == theirs.keys() and all(math.isclose(ours[k], theirs[k], rel_tol=1e-2) for k in ours)
@@ -60,40 +58,41 @@ def test_a_failed_run_leaves_the_notebook_byte_identical(synthetic_root, tmp_pat
     assert len(err) == 1 and "left as it was" in err[0] and (tmp_path / "S6_part2.failed.ipynb").exists()
 
 
-def test_a_smoke_run_writes_the_smoke_file_not_the_notebook(synthetic_root, tmp_path, monkeypatch):
+def test_a_run_goes_to_runs_and_only_publish_replaces_the_notebook(tmp_path, monkeypatch):
     notebook = tmp_path / "S6_part2.ipynb"
     notebook.write_bytes(run_notebook.NOTEBOOK.read_bytes())
     monkeypatch.setattr(run_notebook, "NOTEBOOK", notebook)
-    monkeypatch.setattr(run_notebook, "SMOKE", tmp_path / "smoke.ipynb")
+    monkeypatch.setattr(run_notebook, "OUTPUT", tmp_path / "runs" / "S6_part2.ipynb")
     monkeypatch.setattr(run_notebook, "execute", lambda assignments, output, timeout: output.write_text("ran"))
     assert run_notebook.main(["--set", "EPOCHS=1"]) == 0
-    assert (tmp_path / "smoke.ipynb").read_text() == "ran" and notebook.read_bytes() != b"ran"
+    assert (tmp_path / "runs" / "S6_part2.ipynb").read_text() == "ran" and notebook.read_bytes() != b"ran"
+    with pytest.raises(SystemExit):
+        run_notebook.main(["--publish", "--set", "EPOCHS=1"])
 
 
 @pytest.mark.parametrize(
     "assignment, message",
     [
         ("EPOCHS", "--set takes NAME=VALUE, got 'EPOCHS'"),
-        ("WIDTH=3", "--set WIDTH: not a parameter of the notebook; known: MODEL, EPOCHS"),
-        ("MODEL=s6", "--set MODEL: 's6' is not a Python literal"),
+        ("WIDTH=3", "--set WIDTH: not a parameter of the notebook; known: EPOCHS, SEED"),
+        ("OUT=runs", "--set OUT: 'runs' is not a Python literal"),
     ],
 )
 def test_bad_set_values_get_one_line_errors(assignment, message):
     proc = subprocess.run(
-        [sys.executable, "run_notebook.py", "--set", assignment], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "lab.run_notebook", "--set", assignment], cwd=ROOT, capture_output=True, text=True
     )
     assert_one_line_error(proc, message)
     assert proc.returncode == 2
 
 
-def test_pretrained_path_shows_the_published_accuracy_without_training(real_root, tmp_path):
-    overrides = ["MODEL = 's7_3k'", "PRETRAINED = True", f"DATA_DIR = {str(real_root)!r}",
-                 f"IMAGES = {str(tmp_path / 'images')!r}"]  # fmt: skip
+def test_pretrained_path_shows_the_published_run_without_training(real_root, tmp_path):
+    overrides = ["PRETRAINED = True", f"DATA_DIR = {str(real_root)!r}", f"IMAGES = OUT = {str(tmp_path)!r}"]
     run_notebook.execute(overrides, tmp_path / "pretrained.ipynb", timeout=600)
     nb = nbformat.read(tmp_path / "pretrained.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    record = json.loads((ROOT / "results" / "s7_3k-seed0.json").read_text())
-    final = record["epochs"][-1]["test_acc"]
-    assert f"test accuracy now {final:.2f} %, recorded {final:.2f} %" in text
+    record = json.loads((ROOT / "results" / "s6-seed0.json").read_text())
+    assert f"loaded the weights of: {record['command']}" in text
+    assert f"final test accuracy: {record['epochs'][-1]['test_acc']:.2f} %" in text
     assert "Train:" not in text  # no epoch was trained
-    assert (tmp_path / "images" / "s7_3k-confusion.png").stat().st_size > 10_000
+    assert (tmp_path / "s6-confusion.png").stat().st_size > 10_000

@@ -6,14 +6,15 @@ from dataclasses import replace
 
 import optuna
 import pytest
-import sweep
 import torch
-from conftest import assert_one_line_error, run_cli
-from report import epoch_metrics
+from conftest import assert_one_line_error, epoch_metrics, run_cli
 
 import train as train_script
 import utils
-from utils import RECIPES, Recipe, UserError, resolve_precision
+from lab import sweep
+from lab.recipes import RECIPES
+from train import resolve_precision
+from utils import Recipe, UserError
 
 TINY = ["--epochs", "2", "--subset", "448", "--val", "64"]
 
@@ -80,7 +81,7 @@ def test_a_run_records_the_precision_it_trained_in(synthetic_root, tmp_path, mon
 
 
 def test_bf16_training_repeats_exactly_where_the_cpu_has_it(synthetic_root, tmp_path):
-    if not utils.bf16_is_fast(torch.device("cpu")):
+    if not train_script.bf16_is_fast(torch.device("cpu")):
         pytest.skip("this CPU has no bf16 instructions: the bf16 path falls back to fp32 (tested above)")
     args = ["--model", "s7_3k", "--epochs", "2", "--subset", "256", "--precision", "bf16", "--threads", "1",
             "--data-dir", str(synthetic_root)]  # fmt: skip

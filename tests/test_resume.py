@@ -11,11 +11,11 @@ from argparse import Namespace
 
 import pytest
 import torch
-from conftest import ROOT, assert_one_line_error, make_synthetic_mnist, run_cli
-from report import epoch_metrics
+from conftest import ROOT, assert_one_line_error, build, epoch_metrics, make_synthetic_mnist, run_cli
 
-from model import get_model
-from utils import RECIPES, UserError, load_checkpoint, save_checkpoint
+from lab.recipes import RECIPES
+from train import load_checkpoint, save_checkpoint
+from utils import UserError
 
 EPOCHS = "5"
 
@@ -83,13 +83,13 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_run(data, uninterrupte
 KILL_DURING_WRITE = """
 import os, signal, sys, torch
 sys.path.insert(0, {root!r})
-import utils
+import train
 def half_then_die(obj, f):
     f.write(b"PK" + os.urandom(4096))  # the first bytes of a new checkpoint ...
     f.flush()
     os.kill(os.getpid(), signal.SIGKILL)  # ... and the power goes
-utils.torch.save = half_then_die
-utils.save_checkpoint({{"epoch": 2}}, {path!r})
+train.torch.save = half_then_die
+train.save_checkpoint({{"epoch": 2}}, {path!r})
 """
 
 
@@ -147,7 +147,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(data, unint
     steps_per_epoch = state["scheduler"]["last_epoch"] // len(state["history"])  # rewind to after epoch 1:
     state["epoch"], state["history"] = 1, state["history"][:1]  # the history, and the schedule with it
     state["scheduler"]["last_epoch"], state["scheduler"]["_step_count"] = steps_per_epoch, steps_per_epoch + 1
-    state["model"][f"{len(get_model('s7_8k')) - 1}.0.weight"].fill_(float("nan"))  # the head's 1x1 conv
+    state["model"][f"{len(build('s7_8k')) - 1}.0.weight"].fill_(float("nan"))  # the head's 1x1 conv
     ckpt = tmp_path / "s7_8k-seed0.pt"
     save_checkpoint(state, ckpt)
     before = ckpt.read_bytes()

@@ -13,13 +13,12 @@ from dataclasses import replace
 
 import optuna
 import pytest
-import report
-import sweep
 import torch
-from conftest import ROOT, assert_one_line_error
+from conftest import ROOT, assert_one_line_error, build
 
-from model import Net, count_parameters, get_model
-from utils import RECIPES, recipe_from_dict
+from lab import report, sweep
+from lab.recipes import RECIPES, recipe_from_dict
+from model import Net, count_parameters
 
 TRIALS = 12
 
@@ -30,7 +29,7 @@ def start_worker(root, out, seed: int, trials: int = TRIALS) -> subprocess.Popen
             "--seed", str(seed), "--threads", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "sweep.py", *args],
+        [sys.executable, "-m", "lab.sweep", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -135,14 +134,14 @@ def test_best_with_trains_the_best_trial_again_with_one_change(synthetic_root, t
     assert asked["recipe"]["ema"] == 0.999 and asked["layers"] == best_before["layers"]
     for change, message in (("width=8", "--best-with: unknown parameter width"), ("ema=0.5", "'0.5' not in (0.0")):
         proc = subprocess.run(
-            [sys.executable, "sweep.py", *tiny, "--best-with", change], cwd=ROOT, capture_output=True, text=True
+            [sys.executable, "-m", "lab.sweep", *tiny, "--best-with", change], cwd=ROOT, capture_output=True, text=True
         )
         assert_one_line_error(proc, message)
 
 
 def test_bad_sweep_flags_get_one_line_errors(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "sweep.py", *args], cwd=ROOT, capture_output=True, text=True)
+        return subprocess.run([sys.executable, "-m", "lab.sweep", *args], cwd=ROOT, capture_output=True, text=True)
 
     assert_one_line_error(run("--budget", "0"), "argument --budget: must be a positive integer")
     assert_one_line_error(run("--budget", "4000", "--data-dir", str(tmp_path)), "--data-dir")
@@ -151,22 +150,22 @@ def test_bad_sweep_flags_get_one_line_errors(tmp_path):
 @pytest.mark.parametrize("budget", report.FRONTIER)
 def test_each_searched_budget_is_held_by_the_best_trial_of_its_committed_study(budget):
     """The net and recipe of a searched budget were chosen on validation and registered, not typed in."""
-    study = json.loads(report.study_path(budget).read_text())  # frontier-ii's once it has a winner
+    path, study = report.study(budget)  # frontier-ii's once it has a winner
     complete = [t for t in study["trials"] if t["state"] == "complete"]
     assert study["best"]["score"] == max(t["score"] for t in complete)
     confirmed = study.get("confirmation") or {}
     best = study.get("winner") or study["best"]
     if confirmed:  # stage 2 decides: the best mean over seeds
         assert round(confirmed[str(best["number"])]["mean"], 6) == round(max(c["mean"] for c in confirmed.values()), 6)
-    if report.study_path(budget).parent == report.STUDIES_II:  # the second round chooses only at full scale
-        assert sum(t["state"] in ("complete", "pruned") for t in study["trials"]) >= report.STUDY_TRIALS
+    if path.parent == report.STUDIES_II:  # the second round chooses only at full scale
+        assert sum(t["state"] in ("complete", "pruned") for t in study["trials"]) >= 40
         assert len(confirmed) >= 3 and all(len(c["scores"]) >= 4 for c in confirmed.values())
     name = report.holder(budget)
     assert name, f"the best trial of budget-{budget} is not in the registry"
-    model = get_model(name)
-    assert (model.layers, model.dropout) == (best["layers"], best["suggested"]["dropout"])
-    assert report.is_chosen_recipe(RECIPES[name], recipe_from_dict(best["recipe"]))  # bf16: the test below
-    assert count_parameters(model) == best["params"] < budget
+    layers, dropout, recipe = report.registered()[name]
+    assert (layers, dropout) == (best["layers"], best["suggested"]["dropout"])
+    assert report.same_recipe(recipe, recipe_from_dict(best["recipe"]))  # bf16: the test below
+    assert count_parameters(build(name)) == best["params"] < budget
 
 
 def test_every_bf16_recipe_was_shown_on_validation_to_score_as_fp32_does():
@@ -190,7 +189,7 @@ def test_every_bf16_recipe_was_shown_on_validation_to_score_as_fp32_does():
 )
 def test_storage_that_cannot_be_used_gets_one_line_naming_it(synthetic_root, tmp_path, url, message):
     proc = subprocess.run(
-        [sys.executable, "sweep.py", "--budget", "4000", "--val", "64", "--data-dir", str(synthetic_root),
+        [sys.executable, "-m", "lab.sweep", "--budget", "4000", "--val", "64", "--data-dir", str(synthetic_root),
          "--out", str(tmp_path), "--storage", url],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
@@ -310,7 +309,7 @@ def test_a_study_with_a_teacher_searches_how_much_to_distil(tmp_path, synthetic_
     _, _, alone = sweep.suggest(optuna.trial.FixedTrial(sweep.REFERENCE))
     assert alone.distill_weight == 0.0 and alone.teacher == ""
     proc = subprocess.run(
-        [sys.executable, "sweep.py", "--budget", "4000", "--val", "64", "--teacher", str(tmp_path / "none.json"),
+        [sys.executable, "-m", "lab.sweep", "--budget", "4000", "--val", "64", "--teacher", str(tmp_path / "none.json"),
          "--data-dir", str(synthetic_root), "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
@@ -345,7 +344,11 @@ def test_a_stopped_worker_keeps_the_study_and_says_how_to_continue(synthetic_roo
     tiny = ["--budget", "5000", "--epochs", "3", "--val", "64", "--subset", "64", "--trials", "20",
             "--data-dir", str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "sweep.py", *tiny], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "lab.sweep", *tiny],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     export = tmp_path / "budget-5000.json"
     deadline = time.monotonic() + 120

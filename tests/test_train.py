@@ -8,13 +8,15 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import ROOT, assert_one_line_error, run_cli
-from report import epoch_metrics
+from conftest import ROOT, assert_one_line_error, build, epoch_metrics, run_cli
 
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
-from model import MODELS, Net, count_parameters, get_model
-from utils import RECIPES, DataConfig, NonFiniteLoss, make_loaders, make_optimizer, prepare, seed_everything
+from lab import engine
+from lab.recipes import RECIPES
+from model import MODELS, Net, count_parameters
+from train import prepare
+from utils import DataConfig, NonFiniteLoss, make_loaders, make_optimizer, seed_everything
 
 LEARNER = "s7_4k"  # the frontier's headline net, trained with its searched recipe
 MIN_ONE_EPOCH = 85.0  # % test accuracy after one epoch, mean of two seeds (chance is 10 %)
@@ -25,9 +27,9 @@ def one_epoch_test_accuracy(root, loader: str, seed: int) -> float:
     recipe = RECIPES[LEARNER]
     device = torch.device("cpu")
     data = DataConfig(str(root), recipe.batch_size, loader=loader, augment=recipe.augment, seed=seed)
-    run = prepare(lambda: get_model(LEARNER), recipe, data, 15, device)
+    run = prepare(lambda: build(LEARNER), recipe, data, 15, device)
     assert run.split == "test"
-    utils.train_steps(run, run.train_loader, progress=False)
+    train_script.train_steps(run, run.train_loader, progress=False)
     return utils.test(run.model, device, run.eval_loader)["acc"]
 
 
@@ -47,7 +49,7 @@ def test_one_epoch_of_the_4k_net_learns_real_mnist(real_root, loader):
 def test_non_finite_loss_names_epoch_and_batch(synthetic_root):
     device = torch.device("cpu")
     loader, _, _ = make_loaders(DataConfig(root=str(synthetic_root), batch_size=64, download=False), device)
-    model = get_model("s7_8k")
+    model = build("s7_8k")
     with torch.no_grad():
         model[-1][0].weight.fill_(float("nan"))
     optimizer, _, _ = make_optimizer(model, RECIPES["s7_8k"], 1, len(loader))
@@ -67,9 +69,9 @@ def test_weight_average_is_an_ema_with_a_warm_up_that_training_never_reads(synth
     for decay in (0.0, 0.9):
         seed_everything(0)
         loader, _, _ = make_loaders(DataConfig(str(synthetic_root), 64, subset=256, download=False), device)
-        model = get_model("s7_4k")
+        model = build("s7_4k")
         optimizer, _, _ = make_optimizer(model, recipe, 1, len(loader))
-        average = utils.weight_average(model, replace(recipe, ema=decay))
+        average = engine.weight_average(model, replace(recipe, ema=decay))
         expected = {k: v.clone() for k, v in model.state_dict().items()}
         textbook = {k: v.double() for k, v in expected.items()}
         for n, (x, y) in enumerate(loader, start=1):
@@ -104,7 +106,7 @@ def test_cli_smoke_run_writes_a_complete_results_json(synthetic_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "s7_8k-seed0-subset256.json").read_text())
     assert result["command"].startswith("python train.py --model s7_8k")
-    params = count_parameters(get_model("s7_8k"))
+    params = count_parameters(build("s7_8k"))
     assert result["seed"] == 0 and result["params"] == params and result["budget"] == 8000
     assert result["versions"]["torch"] == torch.__version__ and result["device"].startswith("cpu")
     assert result["git_commit"] and result["eval_split"] == "test"
@@ -204,12 +206,12 @@ def test_run_records_call_a_commit_dirty_only_when_code_changed(tmp_path):
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
 
-    shutil.copy(utils.__file__, tmp_path / "utils.py")
+    shutil.copy(train_script.__file__, tmp_path / "train.py")
     (tmp_path / "plot.png").write_bytes(b"png")
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "init")
-    spec = importlib.util.spec_from_file_location("utils_copy", tmp_path / "utils.py")
+    spec = importlib.util.spec_from_file_location("train_copy", tmp_path / "train.py")
     copy = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(copy)
 
@@ -217,7 +219,7 @@ def test_run_records_call_a_commit_dirty_only_when_code_changed(tmp_path):
     assert len(clean) == 40
     (tmp_path / "plot.png").write_bytes(b"another png")
     assert copy.git_commit() == clean
-    (tmp_path / "utils.py").write_text((tmp_path / "utils.py").read_text() + "\n# edited\n")
+    (tmp_path / "train.py").write_text((tmp_path / "train.py").read_text() + "\n# edited\n")
     assert copy.git_commit() == clean + "+dirty"
 
 
@@ -228,7 +230,7 @@ def test_label_smoothing_loss_matches_the_hand_computed_value():
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: train() leaves the weights as they are
     smoothing = 0.1
-    loss = utils.Loss(label_smoothing=smoothing)
+    loss = engine.Loss(label_smoothing=smoothing)
     stats = utils.train(model, torch.device("cpu"), [(x, y)], optimizer, progress=False, loss_fn=loss)
     log_p = torch.log_softmax(model(x).double(), dim=1)
     true_class = -log_p[torch.arange(16), y]
@@ -240,7 +242,7 @@ def test_label_smoothing_loss_matches_the_hand_computed_value():
 
 def test_recipe_optimizer_fields_reach_sgd_and_nesterov_needs_momentum():
     """OneCycle cycles the momentum (0.95 at the start) unless the recipe turns that off, as plain SGD needs."""
-    model = get_model("s7_3k")
+    model = build("s7_3k")
     recipe = replace(RECIPES["s7_3k"], momentum=0.5, nesterov=True, weight_decay=5e-4)
     for cycle, momentum in ((True, 0.95), (False, 0.5)):
         optimizer, _, _ = make_optimizer(model, replace(recipe, cycle_momentum=cycle), 1, 10)
@@ -258,14 +260,14 @@ def test_distillation_loss_matches_the_hand_computed_value():
     teacher, logits = Net("8p M 8p").eval(), torch.randn(6, 10)
     x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
     w, t = 0.7, 3.0
-    loss = utils.Loss(teacher=teacher, weight=w, temperature=t)(logits, x, y)
+    loss = engine.Loss(teacher=teacher, weight=w, temperature=t)(logits, x, y)
     with torch.no_grad():
         p_teacher = torch.softmax(teacher(x).double() / t, dim=1)
     p_student = torch.softmax(logits.double() / t, dim=1)
     kl = (p_teacher * (p_teacher.log() - p_student.log())).sum(dim=1).mean()
     ce = -torch.log_softmax(logits.double(), dim=1)[torch.arange(6), y].mean()
     assert loss.item() == pytest.approx(((1 - w) * ce + w * t * t * kl).item(), rel=1e-5)
-    assert utils.Loss()(logits, x, y).item() == pytest.approx(ce.item(), rel=1e-6)
+    assert engine.Loss()(logits, x, y).item() == pytest.approx(ce.item(), rel=1e-6)
 
 
 def test_a_teacher_must_have_trained_on_exactly_the_images_its_student_may_see(synthetic_root, tmp_path, capsys):

@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
-import report
 from conftest import ROOT, assert_one_line_error
 
 import train as train_script
+from lab import report
 
 NAME = "s7_3k-seed0-subset128"
 
