@@ -17,8 +17,9 @@ import torch
 from conftest import ROOT, assert_one_line_error, build
 
 from lab import report, sweep
+from lab.nets import Net
 from lab.recipes import RECIPES, recipe_from_dict
-from model import Net, count_parameters
+from model import count_parameters
 
 TRIALS = 12
 

@@ -13,8 +13,9 @@ from conftest import ROOT, assert_one_line_error, build, epoch_metrics, run_cli
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
 from lab import engine
+from lab.nets import Net
 from lab.recipes import RECIPES
-from model import MODELS, Net, count_parameters
+from model import MODELS, count_parameters
 from train import prepare
 from utils import DataConfig, NonFiniteLoss, make_loaders, make_optimizer, seed_everything
 
