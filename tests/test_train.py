@@ -13,7 +13,7 @@ from conftest import ROOT, assert_one_line_error, build, epoch_metrics, run_cli
 import train as train_script
 import utils  # (not `from utils import test`: pytest would collect it as a test)
 from lab import engine
-from lab.nets import Net
+from lab.nets import SEARCHED, Net
 from lab.recipes import RECIPES
 from model import MODELS, count_parameters
 from train import prepare
@@ -152,17 +152,19 @@ def test_bad_flags_get_one_line_errors(synthetic_root, tmp_path, flags, message)
     assert snapshot(synthetic_root) == before
 
 
-def test_readme_usage_names_every_flag_and_registered_model(capsys):
-    """The synopsis is typed, so a new flag must not slip past it; `--model NAME` points at the models table."""
+def test_the_readmes_name_only_real_flags_and_every_net(capsys):
+    """The READMEs' commands are typed: each flag they give train.py must exist, and every net has its line."""
     with pytest.raises(SystemExit):
         train_script.parse_args(["--help"])
-    flags = set(re.findall(r"--[a-z][a-z-]*", capsys.readouterr().out)) - {"--help"}
-    readme = (ROOT / "README.md").read_text()
-    usage = readme.split("## `train.py`", 1)[1].split("```text", 1)[1].split("```", 1)[0]
-    assert sorted(f for f in flags if f not in re.findall(r"--[a-z][a-z-]*", usage)) == []
-    assert "--model NAME" in usage
-    models_table = readme.split("<!-- models:begin -->", 1)[1].split("<!-- models:end -->", 1)[0]
-    assert sorted(n for n in MODELS if f"| `{n}` |" not in models_table) == []
+    flags = set(re.findall(r"--[a-z][a-z-]*", capsys.readouterr().out))
+    readme, lab = (ROOT / "README.md").read_text(), (ROOT / "lab" / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if "train.py" in line]
+    assert (
+        commands and sorted(f for line in commands for f in re.findall(r"--[a-z][a-z-]*", line) if f not in flags) == []
+    )
+    assert all(f"`{cls.__name__}`" in readme for cls in MODELS.values())
+    models_table = lab.split("<!-- models:begin -->", 1)[1].split("<!-- models:end -->", 1)[0]
+    assert sorted(n for n in SEARCHED if f"| `{n}` |" not in models_table) == []
 
 
 def test_unknown_model_message_lists_known_models(tmp_path):
