@@ -680,7 +680,7 @@ def repo_path(path: str) -> str:
 
 
 def with_flags(recipe: Recipe, args: argparse.Namespace) -> Recipe:
-    """The recipe with the fields the flags set; a lab-only field (a weight average, a teacher) needs a lab recipe.
+    """The recipe with the fields the flags set; a weight average or a teacher makes it a lab recipe.
 
     A teacher is recorded by its path in the repository, so the record means the same file wherever
     the run was started from.
@@ -690,8 +690,12 @@ def with_flags(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     if changes.get("teacher"):
         changes["teacher"] = repo_path(changes["teacher"])
     lab_only = sorted(k for k in changes if not hasattr(recipe, k))
-    if lab_only:
-        raise UserError(f"--{lab_only[0].replace('_', '-')}: {args.model}'s recipe has no such field (the lab's have)")
+    if lab_only:  # a weight average or a teacher for a course net: the lab's recipe has the fields
+        try:
+            from lab.recipes import recipe_from_dict
+        except ImportError:
+            raise UserError(f"--{lab_only[0].replace('_', '-')}: a lever of the lab, and lab/ is not here") from None
+        recipe = recipe_from_dict(asdict(recipe))
     return replace(recipe, **changes)
 
 

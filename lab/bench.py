@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     header = {
-        "command": shlex.join(["python", "bench.py", *argv]), "git_commit": git_commit(), "versions": versions(),
+        "command": shlex.join(["python", "-m", "lab.bench", *argv]), "git_commit": git_commit(), "versions": versions(),
         "device": device_description(device), "warmup_batches": args.warmup, "timed_batches": args.batches,
         "repeats": args.repeats,
     }  # fmt: skip

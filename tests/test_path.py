@@ -10,7 +10,6 @@ import torch
 from conftest import assert_one_line_error, epoch_metrics, run_cli
 
 import train as train_script
-import utils
 from lab import sweep
 from lab.recipes import RECIPES
 from train import resolve_precision
@@ -59,12 +58,12 @@ def test_jobs_runs_each_seed_exactly_as_it_runs_alone_on_one_thread(synthetic_ro
 def test_bf16_recipe_falls_back_to_fp32_on_a_device_without_fast_bf16(monkeypatch):
     bf16 = Recipe(precision="bf16")
     cpu = torch.device("cpu")
-    monkeypatch.setattr(utils, "bf16_is_fast", lambda device: False)
+    monkeypatch.setattr(train_script, "bf16_is_fast", lambda device: False)
     assert resolve_precision(bf16, cpu) == "fp32"
     assert resolve_precision(bf16, cpu, "fp32") == "fp32"
     with pytest.raises(UserError, match="no fast bfloat16"):
         resolve_precision(Recipe(), cpu, "bf16")
-    monkeypatch.setattr(utils, "bf16_is_fast", lambda device: True)
+    monkeypatch.setattr(train_script, "bf16_is_fast", lambda device: True)
     assert resolve_precision(bf16, cpu) == "bf16"
     assert resolve_precision(Recipe(), cpu) == "fp32"  # the recipe's precision, not the fastest
     assert resolve_precision(bf16, cpu, "fp32") == "fp32"
@@ -72,7 +71,7 @@ def test_bf16_recipe_falls_back_to_fp32_on_a_device_without_fast_bf16(monkeypatc
 
 def test_a_run_records_the_precision_it_trained_in(synthetic_root, tmp_path, monkeypatch):
     """Simulated CPU without bf16: a bf16 recipe trains in fp32 and says so; asking for bf16 is a one-line error."""
-    monkeypatch.setattr(utils, "bf16_is_fast", lambda device: False)
+    monkeypatch.setattr(train_script, "bf16_is_fast", lambda device: False)
     monkeypatch.setitem(RECIPES, "s7_3k", replace(RECIPES["s7_3k"], precision="bf16"))
     args = ["--model", "s7_3k", "--epochs", "1", "--subset", "128", "--data-dir", str(synthetic_root)]
     assert train_script.main([*args, "--out", str(tmp_path)]) == 0
@@ -105,7 +104,7 @@ def test_bad_path_flags_get_one_line_errors(tmp_path, flags, message):
 
 
 def test_asking_for_bf16_where_the_cpu_lacks_it_is_a_one_line_error(synthetic_root, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(utils, "bf16_is_fast", lambda device: False)
+    monkeypatch.setattr(train_script, "bf16_is_fast", lambda device: False)
     args = ["--model", "s7_3k", "--epochs", "1", "--subset", "128", "--precision", "bf16"]
     assert train_script.main([*args, "--data-dir", str(synthetic_root), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
