@@ -87,7 +87,8 @@ def test_bad_set_values_get_one_line_errors(assignment, message):
 
 
 def test_pretrained_path_shows_the_published_run_without_training(real_root, tmp_path):
-    overrides = ["PRETRAINED = True", f"DATA_DIR = {str(real_root)!r}", f"IMAGES = OUT = {str(tmp_path)!r}"]
+    overrides = ["PRETRAINED = True", f"DATA_DIR = {str(real_root)!r}", f"IMAGES = {str(tmp_path)!r}",
+                 f"OUT = {str(tmp_path)!r}"]  # fmt: skip
     run_notebook.execute(overrides, tmp_path / "pretrained.ipynb", timeout=600)
     nb = nbformat.read(tmp_path / "pretrained.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
