@@ -409,8 +409,8 @@ def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
 def fit(run: Run, on_epoch: Callable[[Run, dict], None] | None = None, verbose: bool = True) -> list[dict]:
     """Train the run's remaining epochs; after each, call `on_epoch(run, row)`.
 
-    The callback is where callers differ: train.py checkpoints, sweep.py reports to the pruner
-    (and may stop the run by raising), the notebook prints a line. Returns the whole history.
+    The callback is where callers differ: train.py checkpoints, lab/sweep.py reports to the pruner
+    (and may stop the run by raising). Returns the whole history; the notebook writes the same loop out.
     """
     while len(run.history) < run.epochs:
         row = run_epoch(run, verbose)
