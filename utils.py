@@ -1,7 +1,8 @@
 """The course's helpers: MNIST and its augmentation, the train and test loops, the model's summary and
 receptive field, and plots. With `model.py` it is all the notebook needs: upload the two to Colab.
 
-The settings sit at the top, in one place, so that `train.py` and the notebook train the same way.
+The data settings sit at the top; each net's training recipe is in `train.py`, and the notebook writes
+the < 20k net's out where a student sees it.
 """
 
 import contextlib
@@ -12,7 +13,7 @@ import math
 import os
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,60 +40,6 @@ class Augment:
     translate: float = 0.05  # shift uniform up to this fraction of the side, rounded to whole pixels
     scale: float = 0.0  # zoom uniform in [1 - scale, 1 + scale]
     p: float = 1.0  # probability that an image is transformed at all
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a net is trained: SGD, a learning-rate schedule, batch size, augmentation, loss and precision.
-
-    `schedule="step"` is StepLR (lr multiplied by `gamma` every `step_size` epochs);
-    `schedule="onecycle"` is OneCycleLR, stepped every batch: it warms up to `lr` over the first
-    `pct_start` of training, then anneals (`anneal`: "cos" or "linear") to about 0 at the last batch,
-    and cycles the momentum between 0.95 and 0.85 unless `cycle_momentum` is False. `momentum` may be
-    0 (plain SGD); `weight_decay` is SGD's L2 term; `label_smoothing` spreads that share of each
-    target over the other classes (evaluation scores the hard labels). `precision="bf16"` trains
-    under bfloat16 autocast where the device runs it fast (see `train.py`); evaluation is float32.
-    """
-
-    lr: float = 0.05
-    momentum: float = 0.9
-    schedule: str = "step"
-    step_size: int = 6
-    gamma: float = 0.1
-    pct_start: float = 0.3
-    anneal: str = "cos"
-    batch_size: int = 128
-    augment: Augment = field(default_factory=Augment)
-    precision: str = "fp32"
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    cycle_momentum: bool = True
-
-    def extras(self, model: nn.Module, data: "DataConfig", device: torch.device) -> tuple[None, Callable]:
-        """What trains beside SGD: no weight average to evaluate, and the loss. The lab's recipes add more."""
-        return None, classification_loss(self.label_smoothing)
-
-
-# The course nets' recipes. s8_8k's numbers are the ones its search drew (see lab/README.md).
-RECIPES: dict[str, Recipe] = {
-    "baseline": Recipe(lr=0.01, step_size=15),
-    "s6": Recipe(),
-    "s7_10k": Recipe(),
-    "s8_8k": Recipe(
-        lr=0.05733916835054211,
-        schedule="onecycle",
-        pct_start=0.1169598410800335,
-        anneal="linear",
-        batch_size=32,
-        augment=Augment(degrees=9.518529688063536, translate=0.1, scale=0.07142700676327748, p=0.5432039428501325),
-        precision="bf16",
-        weight_decay=0.0001,
-        label_smoothing=0.05,
-        cycle_momentum=False,
-    ),
-}
-SCHEDULES = ("step", "onecycle")
 
 
 class UserError(Exception):
@@ -384,42 +331,8 @@ def make_loaders(cfg: DataConfig, device: torch.device) -> tuple[object, object,
 
 
 # ---------------------------------------------------------------------------------------------
-# Optimizer, train and test
+# Train and test
 # ---------------------------------------------------------------------------------------------
-def make_optimizer(
-    model: nn.Module, recipe: Recipe, epochs: int, steps_per_epoch: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
-    """SGD + the recipe's schedule; the bool says whether to step the scheduler every batch."""
-    if recipe.nesterov and not recipe.momentum > 0:
-        raise UserError(f"Nesterov momentum needs a momentum above 0, got {recipe.momentum}")
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
-    if recipe.schedule == "step":
-        return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma), False
-    if recipe.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            recipe.lr,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            pct_start=recipe.pct_start,
-            anneal_strategy=recipe.anneal,
-            cycle_momentum=recipe.cycle_momentum,
-        )
-        return optimizer, sched, True
-    raise UserError(f"unknown schedule '{recipe.schedule}'; known: {', '.join(SCHEDULES)}")
-
-
-def classification_loss(label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    """Cross-entropy against the labels: `loss(logits, images, labels)`, the form `train` calls a loss in."""
-    return lambda logits, x, y: F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-
-
 class NonFiniteLoss(UserError):
     pass
 
@@ -445,7 +358,7 @@ def train(
     """
     model.train()
     layout = memory_format(precision)
-    loss_fn = loss_fn or classification_loss()
+    loss_fn = loss_fn or (lambda logits, x, y: F.cross_entropy(logits, y))
 
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)

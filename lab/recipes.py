@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from utils import Augment, DataConfig, Recipe
+from train import Recipe
+from utils import Augment, DataConfig
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from lab.nets import LEGACY, SEARCHED
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
 from model import MODELS, S6, count_parameters
-from train import HERE, OneLineParser, atomic_write, spec
-from utils import RECIPES, UserError, first_line, format_rf_table, print_summary, receptive_field_table
+from train import HERE, RECIPES, OneLineParser, atomic_write, spec
+from utils import UserError, first_line, format_rf_table, print_summary, receptive_field_table
 
 RESULTS = HERE / "results"
 TARGET = 99.4  # % test accuracy in each of the last 3 epochs: the course's target, on every seed

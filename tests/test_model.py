@@ -141,7 +141,7 @@ def test_every_budgeted_net_sees_most_of_the_digit_box_before_pooling_it_away(na
 
 def test_every_model_has_a_training_recipe():
     from lab.recipes import RECIPES as LAB
-    from utils import RECIPES
+    from train import RECIPES
 
     assert set(RECIPES) == set(MODELS) and set(LAB) == set(SEARCHED)
 

@@ -44,6 +44,17 @@ def test_notebook_runs_headless_in_smoke_mode_and_matches_train_py(synthetic_roo
         assert epoch_metrics(record) == epoch_metrics(by_cli)
 
 
+def test_the_notebook_writes_out_train_pys_recipe_for_s6():
+    """The notebook spells the < 20k net's hyperparameters out for students; they must be train.py's."""
+    r = train_script.RECIPES["s6"]
+    source = "\n".join(c.source for c in nbformat.read(run_notebook.NOTEBOOK, as_version=4).cells)
+    assert f"SGD(model.parameters(), lr={r.lr}, momentum={r.momentum})" in source and r.schedule == "step"
+    assert f"StepLR(optimizer, step_size={r.step_size}, gamma={r.gamma})" in source
+    assert f"Augment(degrees={r.augment.degrees:g}, translate={r.augment.translate})" in source
+    assert r.augment == train_script.Augment(degrees=r.augment.degrees, translate=r.augment.translate)
+    assert f"batch_size={r.batch_size}" in source and r.precision == "fp32" and not r.label_smoothing
+
+
 def test_a_failed_run_leaves_the_notebook_byte_identical(synthetic_root, tmp_path, monkeypatch, capsys):
     """EPOCHS=0 trains nothing and the curves cell fails: the notebook asked for stays as it was."""
     notebook = tmp_path / "S6_part2.ipynb"

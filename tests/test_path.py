@@ -12,8 +12,8 @@ from conftest import assert_one_line_error, epoch_metrics, run_cli
 import train as train_script
 from lab import sweep
 from lab.recipes import RECIPES
-from train import resolve_precision
-from utils import Recipe, UserError
+from train import Recipe, resolve_precision
+from utils import UserError
 
 TINY = ["--epochs", "2", "--subset", "448", "--val", "64"]
 

@@ -16,8 +16,8 @@ from lab import engine
 from lab.nets import SEARCHED, Net
 from lab.recipes import RECIPES
 from model import MODELS, count_parameters
-from train import prepare
-from utils import DataConfig, NonFiniteLoss, make_loaders, make_optimizer, seed_everything
+from train import make_optimizer, prepare
+from utils import DataConfig, NonFiniteLoss, make_loaders, seed_everything
 
 LEARNER = "s7_4k"  # the frontier's headline net, trained with its searched recipe
 MIN_ONE_EPOCH = 85.0  # % test accuracy after one epoch, mean of two seeds (chance is 10 %)
