@@ -360,3 +360,10 @@ def test_a_stopped_worker_keeps_the_study_and_says_how_to_continue(synthetic_roo
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert "run the same command to continue it" in stderr.strip().splitlines()[-1]
     assert json.loads(export.read_text())["trials"]
+
+
+def test_the_study_tool_without_its_packages_names_what_to_install():
+    code = "import sys, runpy; sys.modules['optuna'] = None; runpy.run_module('lab.sweep', run_name='__main__')"
+    proc = subprocess.run([sys.executable, "-c", code, "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert_one_line_error(proc, "optuna is not installed", "pip install -r requirements-dev.txt")
+    assert proc.returncode == 2

@@ -104,3 +104,13 @@ def test_every_published_run_is_reproduced_from_its_committed_weights(real_root)
     assert proc.stdout.splitlines()[-1].startswith(f"{len(kept)} runs reproduced")
     weights = sum((ROOT / "results" / run["weights"]["file"]).stat().st_size for run in kept)
     assert weights < 4_000_000
+
+
+def test_by_default_it_checks_the_repositorys_runs_from_any_folder(real_root, tmp_path, monkeypatch, capsys):
+    import verify as verify_script
+
+    monkeypatch.chdir(tmp_path)  # a folder with no results/ of its own
+    monkeypatch.setattr(verify_script, "RUNS", "results/s6-seed0.json")  # one run, to keep it quick
+    assert verify_script.main(["--data-dir", str(real_root)]) == 0
+    out = capsys.readouterr().out
+    assert f"{ROOT / 'results' / 's6-seed0.json'}: " in out and out.splitlines()[-1].startswith("1 runs reproduced")
