@@ -786,8 +786,8 @@ def with_flags(recipe: Recipe, args: argparse.Namespace) -> Recipe:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    command, commit = shlex.join(["python", "train.py", *argv]), git_commit()
-    recipe = with_flags(spec(args.model).recipe, args)
+    command, commit, net = shlex.join(["python", "train.py", *argv]), git_commit(), spec(args.model)
+    recipe = with_flags(net.recipe, args)
     data = DataConfig(
         root=args.data_dir,
         batch_size=recipe.batch_size,
@@ -811,8 +811,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         check_same_config(saved["config"], config, resume_path)
 
     started = time.perf_counter()
-    run = prepare(spec(args.model).build, recipe, data, args.epochs, device, precision, args.deterministic)
-    params, budget = count_parameters(run.model), spec(args.model).budget
+    run = prepare(net.build, recipe, data, args.epochs, device, precision, args.deterministic)
+    params, budget = count_parameters(run.model), net.budget
     print(f"model {args.model}: {params:,} parameters" + (f" (budget < {budget:,})" if budget else ""))
     print(
         f"device {device_description(device)}, training in {precision}; {len(run.train_loader.dataset):,} training "
