@@ -155,13 +155,14 @@ class Spec:
 
 
 def searched() -> dict[str, Spec]:
-    """The lab's searched nets (lab/nets.py), when the lab folder is here: the course needs none of them."""
+    """The lab's nets (the searched ones, the public ones rebuilt), when lab/ is here: the course needs none."""
     try:
         from lab.nets import SEARCHED
         from lab.recipes import RECIPES as LAB_RECIPES
+        from lab.reference import REFERENCE
     except ImportError:
         return {}
-    return {name: Spec(net, net.budget, LAB_RECIPES[name]) for name, net in SEARCHED.items()}
+    return {name: Spec(net, net.budget, LAB_RECIPES[name]) for name, net in {**SEARCHED, **REFERENCE}.items()}
 
 
 def spec(name: str) -> Spec:
