@@ -4,6 +4,7 @@
     python -m lab.bench --compare --models s7_4k s6  # default path vs fp32 reference -> runs/bench-<device>.json
     python -m lab.bench --compare --levers           # ... and each speed lever on its own, on a random batch
     python -m lab.bench --jobs-compare --model s7_4k --epochs 2  # 5 seeds: --jobs 2 against one after another
+    python -m lab.bench --versus s6 --models s7_10k s8_8k  # each net's epoch time against s6's, side by side
     python -m lab.bench --compare --out results      # publish: the README's tables read results/bench-*.json
 
 Every timing trains the net through `train.prepare` and `utils.train`, as a real run does, for a
@@ -13,13 +14,20 @@ several repeats and the median of each is reported, so a noisy machine slows the
 `--jobs-compare` is the exception: it times whole `train.py --seeds` commands in subprocesses,
 the seeds one after another on 2 threads against `--jobs 2` (two 1-thread processes side by side).
 
+`--versus REF` times each of `--models` and REF on their own recipes (batch size, precision) in turn,
+and reports each one's training time per image, so per epoch, as a ratio to REF's: how much faster
+it trains. Beside it stands the estimate a design can be judged by before it trains: multiply-adds
+per image of the forward pass (`multiply_adds`), and their ratio to REF's.
+
 `--compare` times, per model, the default path (the recipe's precision where the device runs it
 fast: bf16 autocast and channels-last on a CPU with bf16 instructions) against the fp32 eager
 path every run took before, which stays as `--precision fp32`. `--levers` adds the training step
 alone on a random batch in each combination of precision, memory layout and `torch.compile`.
 """
 
+import copy
 import itertools
+import math
 import shlex
 import statistics
 import subprocess
@@ -206,6 +214,55 @@ def compare(args, device: torch.device) -> dict:
     return results
 
 
+def multiply_adds(model: torch.nn.Module, size: int = 28) -> int:
+    """Multiply-adds of one image's forward pass through the convolutions and linear layers: a cost estimate."""
+    total, hooks = 0, []
+
+    def count(layer: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(layer, torch.nn.Conv2d):
+            total += output.numel() * (layer.in_channels // layer.groups) * math.prod(layer.kernel_size)
+        else:
+            total += layer.in_features * layer.out_features
+
+    probe = copy.deepcopy(model).cpu().float().eval()
+    for layer in probe.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            hooks.append(layer.register_forward_hook(count))
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        probe(torch.zeros(1, 1, size, size))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def versus(args, device: torch.device) -> dict:
+    """Each model's training time per image against the reference's, on their own recipes, taking turns."""
+    names = list(dict.fromkeys([args.versus, *args.models]))
+    timers, batch = {}, {}
+    for name in names:
+        recipe = spec(name).recipe
+        batch[name] = recipe.batch_size
+        timers[name] = path_timer(name, DataConfig(args.data_dir, recipe.batch_size, augment=recipe.augment), device,
+                                  "auto", args.warmup)  # fmt: skip
+    times = alternate(timers, args.batches, args.repeats, "versus")
+    per_image = {name: statistics.median(t) / batch[name] for name, t in times.items()}
+    macs = {name: multiply_adds(spec(name).build()) for name in names}
+    return {
+        "reference": args.versus,
+        "models": {
+            name: {
+                "batch_size": batch[name],
+                "median_ms_per_image": 1000 * per_image[name],
+                "faster_than_reference": per_image[args.versus] / per_image[name],
+                "multiply_adds": macs[name],
+                "multiply_adds_ratio": macs[args.versus] / macs[name],
+            }
+            for name in names
+        },
+    }
+
+
 def loaders(args, device: torch.device) -> dict:
     """Images/s of the fast (on-device) and the classic (torchvision DataLoader) loader, same model and path."""
     recipe = spec(args.model).recipe
@@ -256,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--models", nargs="+", choices=[*MODELS, *searched()], help="with --compare (default: every budgeted net)"
     )
+    p.add_argument("--versus", metavar="REF", choices=[*MODELS, *searched()], help="each of --models against REF")
     p.add_argument("--levers", action="store_true", help="with --compare: also each speed lever on its own")
     p.add_argument("--profile", action="store_true", help="with --compare: where the default path's time goes")
     p.add_argument("--jobs-compare", action="store_true", help=f"{SEEDS} seeds of --model: --jobs 2 against one by one")
@@ -276,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = pick_device(args.device)
         out = writable_dir(args.out)
-        if args.jobs_compare:
+        if args.versus:
+            result = versus(args, device)
+        elif args.jobs_compare:
             result = jobs_compare(args, out)
         else:
             result = {"compare": compare(args, device)} if args.compare else loaders(args, device)
@@ -289,7 +349,15 @@ def main(argv: list[str] | None = None) -> int:
         "device": device_description(device), "warmup_batches": args.warmup, "timed_batches": args.batches,
         "repeats": args.repeats,
     }  # fmt: skip
-    if args.compare:
+    if args.versus:
+        for name, r in result["models"].items():
+            print(
+                f"{name:10s} batch {r['batch_size']:3d}: {r['median_ms_per_image']:.3f} ms per image, "
+                f"{r['faster_than_reference']:.2f}× as fast as {args.versus} ({r['multiply_adds']:,} multiply-adds "
+                f"per image, {r['multiply_adds_ratio']:.2f}× fewer)"
+            )
+        path = out / f"bench-versus-{device.type}.json"
+    elif args.compare:
         for model, r in result["compare"].items():
             m = r["median_ms_per_batch"]
             print(

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, assert_one_line_error
+from conftest import ROOT, assert_one_line_error, build
 
 from lab import bench
 
@@ -44,3 +44,24 @@ def test_bad_bench_flags_get_one_line_errors(tmp_path, flags, message):
         [sys.executable, "-m", "lab.bench", *flags, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
     )
     assert_one_line_error(proc, message)
+
+
+def test_multiply_adds_count_each_convolution_as_worked_by_hand():
+    from lab.nets import Net
+
+    # 3x3 conv 1 -> 8 unpadded (26 x 26 x 8 outputs, 9 each), then the 1x1 head 8 -> 10 over 26 x 26
+    assert bench.multiply_adds(Net("8")) == 26 * 26 * 8 * 9 + 26 * 26 * 10 * 8
+    # padded 3x3 1 -> 8; separable 8 -> 8: a 3x3 per map (groups), then 1x1 8 -> 8; the head 8 -> 10
+    side = 28 * 28
+    assert bench.multiply_adds(Net("8p 8d")) == side * 8 * 9 + side * 8 * 9 + side * 8 * 8 + side * 10 * 8
+    assert bench.multiply_adds(build("baseline")) > bench.multiply_adds(build("s6"))  # the linear layers count too
+
+
+def test_versus_times_each_net_against_the_reference_on_its_own_recipe(synthetic_root, tmp_path):
+    argv = ["--versus", "s6", "--models", "s8_8k", "--warmup", "1", "--batches", "2", "--repeats", "1",
+            "--data-dir", str(synthetic_root), "--out", str(tmp_path), "--device", "cpu"]  # fmt: skip
+    assert bench.main(argv) == 0
+    result = json.loads((tmp_path / "bench-versus-cpu.json").read_text())
+    s6, small = result["models"]["s6"], result["models"]["s8_8k"]
+    assert result["reference"] == "s6" and s6["faster_than_reference"] == 1.0 and s6["multiply_adds_ratio"] == 1.0
+    assert small["batch_size"] == 32 and small["multiply_adds_ratio"] > 1 and small["median_ms_per_image"] > 0
