@@ -394,7 +394,19 @@ def speed_tables() -> str:
         ],
         ["5 seeds one after another", "with --jobs 2", "ratio"],
     )
-    return "\n\n".join([step, loaders, jobs])
+    versus = bench_table(
+        "bench-versus-*.json",
+        "models",
+        lambda b, r: [
+            str(r["batch_size"]),
+            f"{r['median_ms_per_image']:.3f}",
+            f"{r['faster_than_reference']:.2f}× ({b['reference']} = 1)",
+            f"{r['multiply_adds']:,} ({r['multiply_adds_ratio']:.2f}× fewer)",
+            f"median of {b['repeats']} × {b['timed_batches']} batches, taking turns",
+        ],
+        ["batch", "ms per image", "trains as fast as", "multiply-adds per image", "evidence"],
+    )
+    return "\n\n".join([versus, step, loaders, jobs])
 
 
 def precision_trials() -> dict[str, dict[str, list[float]]]:
