@@ -26,7 +26,9 @@ also draws how much of the loss is distillation from that net (`DISTILL_WEIGHTS`
 Stage 2 (`--confirm 3 --confirm-seeds 1 2 3`): one seed's score is partly luck, so the best 3
 distinct trials train again on 3 more seeds, still on validation; the export's `confirmation`
 holds each one's per-seed scores and `winner` the trial with the best mean. That winner, not
-stage 1's best, is the net and recipe a budget publishes.
+stage 1's best, is the net and recipe a budget publishes. A study begun with `--rank worst` ranks
+its finalists by their worst seed instead (then by the mean), for nets that must hold on every
+seed; a study keeps the rank it was begun with.
 """
 
 import argparse
@@ -322,27 +324,34 @@ def confirmation(study: optuna.Study) -> dict:
     confirmed = {}
     for number, by_seed in sorted(scores.items()):
         every = {TRIAL_SEED: trials[number].value, **dict(sorted(by_seed.items()))}
-        confirmed[str(number)] = {"scores": every, "mean": statistics.mean(every.values())}
+        mean, worst = statistics.mean(every.values()), min(every.values())
+        confirmed[str(number)] = {"scores": every, "mean": mean, "worst": worst}
     return confirmed
 
 
-def rank(confirmed: dict, trial: dict) -> tuple[float, int]:
-    """How stage 2 orders its trials: the best mean over seeds, and on a tie the fewer parameters.
+RANKS = ("mean", "worst")  # how stage 2 orders its finalists: by the mean over seeds, or by the worst seed first
+
+
+def rank(confirmed: dict, trial: dict, by: str = "mean") -> tuple[float, ...]:
+    """How stage 2 orders its trials: the best mean over seeds (or, `by="worst"`, the best worst seed, then
+    the mean), and on a tie the fewer parameters.
 
     A score is a whole number of validation images (0.02 points each), so means tie exactly;
     rounding keeps float noise in the sums from breaking such a tie.
     """
-    return round(confirmed["mean"], 6), -trial["params"]
+    first = (round(confirmed["worst"], 6),) if by == "worst" else ()
+    return *first, round(confirmed["mean"], 6), -trial["params"]
 
 
 def winner(study: optuna.Study) -> int | None:
-    """Stage 2's winner (a trial number): the best mean, once no confirmed trial still waits for a seed."""
+    """Stage 2's winner (a trial number): the best by the study's rank, once no finalist still waits for a seed."""
     confirmed = confirmation(study)
     seeds = [set(c["scores"]) for c in confirmed.values()]
     if not seeds or any(s != set.union(*seeds) for s in seeds):
         return None
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    return int(max(confirmed, key=lambda n: rank(confirmed[n], trials[int(n)].user_attrs)))
+    by = study.user_attrs.get("rank", "mean")
+    return int(max(confirmed, key=lambda n: rank(confirmed[n], trials[int(n)].user_attrs, by)))
 
 
 def trained(study: optuna.Study) -> int:
@@ -382,8 +391,9 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
         "val": args.val,
         "trial_seed": TRIAL_SEED,
         "best": max(complete, key=lambda t: t["score"]) if complete else None,
-        "confirmation": confirmation(study),  # stage 2: trial number -> per-seed scores on validation and their mean
-        "winner": by_number[won] if won is not None else None,  # best mean, once all are in
+        "confirmation": confirmation(study),  # stage 2: trial number -> per-seed scores, their mean and the worst
+        "rank": study.user_attrs.get("rank", "mean"),  # what stage 2's winner is the best of
+        "winner": by_number[won] if won is not None else None,  # the best by rank, once all are in
         "trials": trials,
     }
     write_json(path, exported)
@@ -440,9 +450,14 @@ def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]
         "pruner": optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
     }
     try:
-        return optuna.create_study(direction="maximize", **spec), True
+        study, new = optuna.create_study(direction="maximize", **spec), True
+        study.set_user_attr("rank", args.rank or "mean")
     except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(**spec), False
+        study, new = optuna.load_study(**spec), False
+    ranked_by = study.user_attrs.get("rank")  # None for a moment while the creating worker writes it
+    if args.rank and ranked_by and args.rank != ranked_by:
+        raise UserError(f"--rank {args.rank}: {study.study_name} ranks its stage 2 by the {ranked_by}, as it was begun")
+    return study, new
 
 
 def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
@@ -507,6 +522,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--confirm",
         type=positive_int,
         help="stage 2: train the best N distinct trials again on each --confirm-seeds seed (e.g. 3)",
+    )
+    p.add_argument(
+        "--rank",
+        choices=RANKS,
+        help="a new study's stage-2 order: by the mean over seeds (default) or the worst seed first",
     )
     p.add_argument(
         "--confirm-seeds", type=int, nargs="+", default=[1, 2, 3], metavar="SEED", help="stage 2 seeds (default 1 2 3)"

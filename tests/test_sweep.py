@@ -254,6 +254,28 @@ def test_stage_2_breaks_a_tie_in_mean_by_fewer_parameters_whatever_the_float_sum
     assert sweep.rank(entry([99.34, 99.10, 99.04, 99.30]), {"params": 3692}) > sweep.rank(small, {"params": 2960})
 
 
+def test_ranked_by_the_worst_seed_stage_2_prefers_the_net_that_never_dips():
+    def entry(scores):
+        return {"scores": dict(enumerate(scores)), "mean": statistics.mean(scores), "worst": min(scores)}
+
+    steady, peaky = entry([99.42, 99.44, 99.43, 99.42, 99.44]), entry([99.60, 99.58, 99.38, 99.56, 99.60])
+    assert sweep.rank(peaky, {"params": 7000}) > sweep.rank(steady, {"params": 7000})  # by the mean
+    assert sweep.rank(steady, {"params": 7000}, "worst") > sweep.rank(peaky, {"params": 7000}, "worst")
+    same_worst = entry([99.42, 99.50, 99.50, 99.50, 99.50])  # then the mean decides
+    assert sweep.rank(same_worst, {"params": 7000}, "worst") > sweep.rank(steady, {"params": 7000}, "worst")
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_study_keeps_the_rank_it_was_begun_with(tmp_path):
+    storage = ["--storage", f"sqlite:///{tmp_path / 'study.db'}"]
+    study, _ = sweep.open_study(sweep.parse_args(["--budget", "8000", *storage, "--rank", "worst"]), tmp_path)
+    assert study.user_attrs["rank"] == "worst"
+    assert sweep.open_study(sweep.parse_args(["--budget", "8000", *storage]), tmp_path)[0].user_attrs["rank"] == "worst"
+    with pytest.raises(sweep.UserError, match="ranks its stage 2 by the worst"):
+        sweep.open_study(sweep.parse_args(["--budget", "8000", *storage, "--rank", "mean"]), tmp_path)
+    assert sweep.open_study(sweep.parse_args(["--budget", "4000", *storage]), tmp_path)[0].user_attrs["rank"] == "mean"
+
+
 def test_workers_share_a_confirmation_by_claims_and_name_no_winner_before_every_seed_is_in(synthetic_root, tmp_path):
     args = ["--budget", "5000", "--trials", "3", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir",
             str(synthetic_root), "--out", str(tmp_path), "--confirm", "2", "--confirm-seeds", "1"]  # fmt: skip
