@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         device = pick_device(args.device)
-        make_loaders(DataConfig(args.data_dir), device)  # no MNIST, and none to download: say so once, up front
+        test_set = make_loaders(DataConfig(args.data_dir), device)[1]  # no MNIST, none to download: say so up front
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no run records match --runs '{pattern}'", file=sys.stderr)
         return 2
 
-    reproduced, skipped, failed, cache = 0, [], 0, {}
+    reproduced, skipped, failed, cache = 0, [], 0, {0: test_set}  # by --val: 0 is the test set
     for path in paths:
         try:
             record = read_record(path)
