@@ -42,7 +42,7 @@ def recipe_from_dict(d: dict) -> LabRecipe:
 # The searched nets train in bf16 where the device has it: on validation, s7_4k's recipe scored the same in
 # bf16 and in fp32 over 3 seeds each (results/validation/precision/), and the step runs faster.
 RECIPES: dict[str, LabRecipe] = {
-    # Searched nets: the best trial of their sweep.py study (results/validation/budget-*.json).
+    # Searched nets: the best trial of their study (lab/sweep.py, results/validation/budget-*.json).
     "s7_8k": LabRecipe(  # the values as the sampler drew them
         lr=0.08191189891187763,
         schedule="onecycle",
