@@ -25,9 +25,7 @@ path every run took before, which stays as `--precision fp32`. `--levers` adds t
 alone on a random batch in each combination of precision, memory layout and `torch.compile`.
 """
 
-import copy
 import itertools
-import math
 import shlex
 import statistics
 import subprocess
@@ -41,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lab.nets import multiply_adds
 from model import MODELS
 from train import (
     HERE,
@@ -212,28 +211,6 @@ def compare(args, device: torch.device) -> dict:
             entry["levers_median_ms_per_batch"] = {k: 1000 * statistics.median(v) for k, v in lever_times.items()}
         results[model] = entry
     return results
-
-
-def multiply_adds(model: torch.nn.Module, size: int = 28) -> int:
-    """Multiply-adds of one image's forward pass through the convolutions and linear layers: a cost estimate."""
-    total, hooks = 0, []
-
-    def count(layer: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(layer, torch.nn.Conv2d):
-            total += output.numel() * (layer.in_channels // layer.groups) * math.prod(layer.kernel_size)
-        else:
-            total += layer.in_features * layer.out_features
-
-    probe = copy.deepcopy(model).cpu().float().eval()
-    for layer in probe.modules():
-        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
-            hooks.append(layer.register_forward_hook(count))
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        probe(torch.zeros(1, 1, size, size))
-    for hook in hooks:
-        hook.remove()
-    return total
 
 
 def versus(args, device: torch.device) -> dict:

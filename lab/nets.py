@@ -19,9 +19,12 @@ no fully connected head. Being sequential lets `utils.receptive_field_table` wal
 by layer. The course nets of `model.py` are written out as classes instead.
 """
 
+import copy
+import math
 import re
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from model import count_parameters
@@ -123,6 +126,36 @@ class Net(nn.Sequential):
             raise ValueError(f"'{layers}' leaves a residual group open: close it with ']'")
         super().__init__(*groups[0], gap_head(channels))
         self.layers, self.dropout = layers, dropout
+
+
+def stage(width: int, depth: int, kind: str, residual: bool, share: bool) -> list[str]:
+    """One stage's tokens: a convolution to `width` maps, then depth - 1 that keep them, maybe shared or residual."""
+    block, rest = f"{width}{kind}", depth - 1
+    if share:
+        return [block, *(["[", block, f"]x{rest}"] if residual else [f"{block}x{rest}"])]
+    return [block, *(["[", *[block] * rest, "]"] if residual else [block] * rest)]
+
+
+def multiply_adds(model: torch.nn.Module, size: int = 28) -> int:
+    """Multiply-adds of one image's forward pass through the convolutions and linear layers: a cost estimate."""
+    total, hooks = 0, []
+
+    def count(layer: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(layer, torch.nn.Conv2d):
+            total += output.numel() * (layer.in_channels // layer.groups) * math.prod(layer.kernel_size)
+        else:
+            total += layer.in_features * layer.out_features
+
+    probe = copy.deepcopy(model).cpu().float().eval()
+    for layer in probe.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            hooks.append(layer.register_forward_hook(count))
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        probe(torch.zeros(1, 1, size, size))
+    for hook in hooks:
+        hook.remove()
+    return total
 
 
 @dataclass(frozen=True)

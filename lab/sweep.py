@@ -3,9 +3,11 @@
     python -m lab.sweep --budget 4000 --trials 12                 # -> runs/validation/budget-4000.json
     python -m lab.sweep --budget 4000 --trials 12 --storage postgresql://user:pass@host/optuna --seed 1
     python -m lab.sweep --budget 4000 --trials 42 --out results/validation/frontier-ii ...  # a committed study
+    python -m lab.sweep --budget 20000 --space course --rank worst --trials 16 --confirm 5 --confirm-seeds 1 2 3 4
 
-One study per budget (`budget-4000`). Each trial draws a net from the family below and a recipe,
-is rejected before training if the net has `budget` parameters or more, then trains for 15 epochs
+One study per budget (`budget-4000`). Each trial draws a net and a recipe from the study's space
+(`--space`: the frontier family below, or the course nets' of `course_space.py`), is rejected
+before training if the net has `budget` parameters or more, then trains for 15 epochs
 on the first 55,000 training images and reports its accuracy on the last 5,000 (never the test
 set) after each epoch. A median pruner stops a trial whose accuracy falls below the median of
 earlier trials at the same epoch. The score is the lowest validation accuracy of the last 3
@@ -28,7 +30,9 @@ distinct trials train again on 3 more seeds, still on validation; the export's `
 holds each one's per-seed scores and `winner` the trial with the best mean. That winner, not
 stage 1's best, is the net and recipe a budget publishes. A study begun with `--rank worst` ranks
 its finalists by their worst seed instead (then by the mean), for nets that must hold on every
-seed; a study keeps the rank it was begun with.
+seed; a study keeps the rank it was begun with. A course study also trains the public nets of its
+budget (`lab/reference.py`, with their own recipes) in stage 1 and stage 2, beside its finalists
+but never as its winner.
 """
 
 import argparse
@@ -47,9 +51,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from lab.course_space import suggest_course
 from lab.engine import load_teacher
-from lab.nets import Net
+from lab.nets import Net, multiply_adds, stage
 from lab.recipes import LabRecipe as Recipe
 from lab.recipes import recipe_from_dict
 from model import count_parameters
@@ -61,6 +67,7 @@ from train import (
     positive_int,
     prepare,
     repo_path,
+    spec,
     versions,
     writable_dir,
     write_json,
@@ -100,14 +107,6 @@ REFERENCE = dict(depth=3, w1=4, w2=8, w3=8, last_padded=True, dropout=0.01, lr=0
 # labels only in a study with a teacher too.
 PUBLIC = {**REFERENCE, "batch_size": 32, "momentum": 0.0, "distill_weight": 0.0}
 PUBLIC_LABEL = "the public reference as published: batch 32, plain SGD"
-
-
-def stage(width: int, depth: int, kind: str, residual: bool, share: bool) -> list[str]:
-    """One stage's tokens: a convolution to `width` maps, then depth - 1 that keep them, maybe shared or residual."""
-    block, rest = f"{width}{kind}", depth - 1
-    if share:
-        return [block, *(["[", block, f"]x{rest}"] if residual else [f"{block}x{rest}"])]
-    return [block, *(["[", *[block] * rest, "]"] if residual else [block] * rest)]
 
 
 DISTILL_WEIGHTS = [0.0, 0.5, 0.8]  # share of the loss learnt from the teacher, when the study has one
@@ -164,15 +163,33 @@ def suggest(trial: optuna.Trial, teacher: str = "") -> tuple[str, float, Recipe]
     return layers, dropout, recipe
 
 
+def design(trial: optuna.Trial, args: argparse.Namespace) -> tuple[Callable[[], nn.Module], str | None, Recipe]:
+    """What a trial trains: a net of the study's space and its recipe, or a registered net asked for by name
+    (`user_attrs["net"]`) with its own recipe. The string names the net (its layers); None: nothing fits."""
+    named = trial.user_attrs.get("net")
+    if named:
+        found = spec(named)
+        return found.build, named, found.recipe
+    if args.space == "course":
+        layers, dropout, recipe = suggest_course(trial, args.budget)
+    else:
+        layers, dropout, recipe = suggest(trial, args.teacher)
+    return (lambda: Net(layers, dropout)), layers, recipe
+
+
 def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.device) -> float:
-    layers, dropout, recipe = suggest(trial, args.teacher)
-    model = Net(layers, dropout)
-    params = count_parameters(model)
+    build, layers, recipe = design(trial, args)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("git_commit", args.commit)
+    trial.set_user_attr("recipe", asdict(recipe))
+    if layers is None:
+        trial.set_user_attr("rejected", "no net of the drawn shape fits the budget and the cost cap")
+        raise optuna.TrialPruned("nothing fits")
+    model = build()
+    params = count_parameters(model)
     trial.set_user_attr("layers", layers)
     trial.set_user_attr("params", params)
-    trial.set_user_attr("recipe", asdict(recipe))
+    trial.set_user_attr("multiply_adds", multiply_adds(model))
     if params >= args.budget:
         trial.set_user_attr("rejected", f"{params:,} parameters, budget < {args.budget:,}")
         raise optuna.TrialPruned("over budget")
@@ -185,12 +202,11 @@ def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.devic
         if trial.should_prune() and "asked_for" not in trial.user_attrs:
             raise optuna.TrialPruned(f"epoch {row['epoch']}: {row['val_acc']:.2f} % is below the median")
 
-    return score(train_on_validation(layers, dropout, recipe, args, device, TRIAL_SEED, report))
+    return score(train_on_validation(build, recipe, args, device, TRIAL_SEED, report))
 
 
 def train_on_validation(
-    layers: str,
-    dropout: float,
+    build: Callable[[], nn.Module],
     recipe: Recipe,
     args: argparse.Namespace,
     device: torch.device,
@@ -202,8 +218,16 @@ def train_on_validation(
         args.data_dir, recipe.batch_size, subset=args.subset, val=args.val, augment=recipe.augment, seed=seed
     )
     with STOP.while_training():
-        run = prepare(lambda: Net(layers, dropout), recipe, data, args.epochs, device)
+        run = prepare(build, recipe, data, args.epochs, device)
         return [h["val_acc"] for h in fit(run, on_epoch=STOP.sheltered(on_epoch), verbose=False)]
+
+
+def rebuild(trial: optuna.trial.FrozenTrial) -> Callable[[], nn.Module]:
+    """A finished trial's net, to train again in stage 2."""
+    named = trial.user_attrs.get("net")
+    if named:
+        return spec(named).build
+    return lambda: Net(trial.user_attrs["layers"], trial.params["dropout"])
 
 
 class Stop:
@@ -261,12 +285,14 @@ def score(accs: list[float]) -> float:
 
 
 def finalists(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
-    """The n best complete trials with distinct parameters (a --best-with repeat counts once), and every
-    variant of a stage-2 winner asked for by --best-with, whatever its rank: it is judged as the winner was.
+    """The n best complete drawn trials with distinct parameters (a --best-with repeat counts once), and every
+    trial marked for stage 2, whatever its rank: a variant of a stage-2 winner asked for by --best-with, or a
+    public net asked for by name. Each is judged on the same seeds as the finalists.
     """
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     chosen, seen = [], set()
-    for t in sorted(complete, key=lambda t: t.value, reverse=True):
+    drawn = [t for t in complete if "net" not in t.user_attrs]
+    for t in sorted(drawn, key=lambda t: t.value, reverse=True):
         key = json.dumps(t.params, sort_keys=True)
         if key not in seen:
             chosen.append(t)
@@ -290,9 +316,8 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
             if key in study.user_attrs or not claim(study, claimed, worker):
                 continue
             recipe = recipe_from_dict(trial.user_attrs["recipe"])
-            layers, dropout = trial.user_attrs["layers"], trial.params["dropout"]
             try:
-                accs = train_on_validation(layers, dropout, recipe, args, device, seed)
+                accs = train_on_validation(rebuild(trial), recipe, args, device, seed)
             except KeyboardInterrupt:  # give the score back, so that the next worker trains it
                 study.set_user_attr(claimed, {"worker": worker, "at": 0})
                 raise
@@ -329,6 +354,7 @@ def confirmation(study: optuna.Study) -> dict:
     return confirmed
 
 
+SPACES = ("frontier", "course")  # what a study draws: lab nets and recipes, or the course nets (course_space.py)
 RANKS = ("mean", "worst")  # how stage 2 orders its finalists: by the mean over seeds, or by the worst seed first
 
 
@@ -344,14 +370,16 @@ def rank(confirmed: dict, trial: dict, by: str = "mean") -> tuple[float, ...]:
 
 
 def winner(study: optuna.Study) -> int | None:
-    """Stage 2's winner (a trial number): the best by the study's rank, once no finalist still waits for a seed."""
+    """Stage 2's winner (a trial number): the best drawn trial by the study's rank, once no finalist still waits
+    for a seed."""
     confirmed = confirmation(study)
     seeds = [set(c["scores"]) for c in confirmed.values()]
     if not seeds or any(s != set.union(*seeds) for s in seeds):
         return None
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     by = study.user_attrs.get("rank", "mean")
-    return int(max(confirmed, key=lambda n: rank(confirmed[n], trials[int(n)].user_attrs, by)))
+    drawn = [n for n in confirmed if "net" not in trials[int(n)].user_attrs]  # a public net stands beside, never wins
+    return int(max(drawn, key=lambda n: rank(confirmed[n], trials[int(n)].user_attrs, by))) if drawn else None
 
 
 def trained(study: optuna.Study) -> int:
@@ -392,6 +420,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
         "trial_seed": TRIAL_SEED,
         "best": max(complete, key=lambda t: t["score"]) if complete else None,
         "confirmation": confirmation(study),  # stage 2: trial number -> per-seed scores, their mean and the worst
+        "space": study.user_attrs.get("space", "frontier"),
         "rank": study.user_attrs.get("rank", "mean"),  # what stage 2's winner is the best of
         "winner": by_number[won] if won is not None else None,  # the best by rank, once all are in
         "trials": trials,
@@ -442,38 +471,58 @@ def shown(url: str) -> str:
 
 def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]:
     """The budget's study, and whether this worker created it. The database lets one worker create it,
-    so workers started together on a new study queue its reference trials once, not once each."""
-    spec = {
+    so workers started together on a new study queue its reference trials once, not once each.
+
+    A study keeps the space and the stage-2 rank it was begun with: `args.space` becomes the study's."""
+    kw = {
         "study_name": f"budget-{args.budget}",
         "storage": open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}"),
         "sampler": optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
         "pruner": optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
     }
     try:
-        study, new = optuna.create_study(direction="maximize", **spec), True
+        study, new = optuna.create_study(direction="maximize", **kw), True
+        study.set_user_attr("space", args.space or "frontier")
         study.set_user_attr("rank", args.rank or "mean")
     except optuna.exceptions.DuplicatedStudyError:
-        study, new = optuna.load_study(**spec), False
-    ranked_by = study.user_attrs.get("rank")  # None for a moment while the creating worker writes it
-    if args.rank and ranked_by and args.rank != ranked_by:
-        raise UserError(f"--rank {args.rank}: {study.study_name} ranks its stage 2 by the {ranked_by}, as it was begun")
+        study, new = optuna.load_study(**kw), False
+    begun = {"space": study.user_attrs.get("space", "frontier"), "rank": study.user_attrs.get("rank")}
+    for flag, was in begun.items():  # the rank is None for a moment while the creating worker writes it
+        asked = getattr(args, flag)
+        if asked and was and asked != was:
+            raise UserError(f"--{flag} {asked}: {study.study_name} was begun with --{flag} {was}")
+    args.space = begun["space"]
     return study, new
 
 
+def public_nets(budget: int) -> dict[str, str]:
+    """The public nets of `lab/reference.py` under this budget, each with the label it is asked for by."""
+    from lab.reference import REFERENCE as NETS
+    from lab.reference import SOURCES
+
+    return {name: f"{name}, the public net of ../shared/reference/{SOURCES[name]}_*.txt"
+            for name, net in NETS.items() if net.budget == budget}  # fmt: skip
+
+
 def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
-    """Queue the trials asked for by name: in a new study the public reference, mapped and as published, then
-    `--best-with`.
+    """Queue the trials asked for by name: in a new study the public reference, mapped and as published (in
+    a course study: the public nets of its budget, which also join stage 2), then `--best-with`.
 
     Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
     trains to the end: the pruner would judge it by epochs that are not the score. The best net is
     stage 2's winner once there is one, and then the variant joins stage 2: one seed cannot
     answer a question whose answer is smaller than the spread of seeds.
     """
-    if new:
+    if new and study.user_attrs["space"] == "course":
+        for name, label in public_nets(int(study.study_name.removeprefix("budget-"))).items():
+            study.enqueue_trial({}, user_attrs={"asked_for": label, "net": name, "stage_2": True})
+    elif new:
         study.enqueue_trial(REFERENCE, user_attrs={"asked_for": "the public reference"})
         study.enqueue_trial(PUBLIC, user_attrs={"asked_for": PUBLIC_LABEL})
     if not changes:
         return
+    if study.user_attrs["space"] == "course":
+        raise UserError("--best-with varies the frontier space's trials; a course study asks by its own parameters")
     pairs = [change.partition("=") for change in changes]
     unknown = [key for key, _, _ in pairs if key not in REFERENCE]
     if unknown:
@@ -522,6 +571,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--confirm",
         type=positive_int,
         help="stage 2: train the best N distinct trials again on each --confirm-seeds seed (e.g. 3)",
+    )
+    p.add_argument(
+        "--space",
+        choices=SPACES,
+        help="a new study's search space: the frontier family (default) or the course nets' (lab/course_space.py)",
     )
     p.add_argument(
         "--rank",
