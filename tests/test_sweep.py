@@ -271,7 +271,7 @@ def test_a_study_keeps_the_rank_it_was_begun_with(tmp_path):
     study, _ = sweep.open_study(sweep.parse_args(["--budget", "8000", *storage, "--rank", "worst"]), tmp_path)
     assert study.user_attrs["rank"] == "worst"
     assert sweep.open_study(sweep.parse_args(["--budget", "8000", *storage]), tmp_path)[0].user_attrs["rank"] == "worst"
-    with pytest.raises(sweep.UserError, match="ranks its stage 2 by the worst"):
+    with pytest.raises(sweep.UserError, match="was begun with --rank worst"):
         sweep.open_study(sweep.parse_args(["--budget", "8000", *storage, "--rank", "mean"]), tmp_path)
     assert sweep.open_study(sweep.parse_args(["--budget", "4000", *storage]), tmp_path)[0].user_attrs["rank"] == "mean"
 
