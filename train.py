@@ -70,6 +70,8 @@ class Recipe:
     0 (plain SGD); `weight_decay` is SGD's L2 term; `label_smoothing` spreads that share of each
     target over the other classes (evaluation scores the hard labels). `precision="bf16"` trains
     under bfloat16 autocast where the device runs it fast (see `resolve_precision`); evaluation is float32.
+    `optimizer` "adam" or "adamw" trains with Adam (L2 weight decay) or AdamW (decoupled) instead of
+    SGD; OneCycle then cycles Adam's first beta as it would the momentum, and `momentum` is unused.
     """
 
     lr: float = 0.05
@@ -86,6 +88,7 @@ class Recipe:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     cycle_momentum: bool = True
+    optimizer: str = "sgd"
 
     def extras(self, model: nn.Module, data: DataConfig, device: torch.device) -> tuple[None, Callable]:
         """What trains beside SGD: no weight average to evaluate, and the loss. The lab's recipes add more."""
@@ -111,21 +114,29 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 SCHEDULES = ("step", "onecycle")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def make_optimizer(
     model: nn.Module, recipe: Recipe, epochs: int, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
-    """SGD + the recipe's schedule; the bool says whether to step the scheduler every batch."""
-    if recipe.nesterov and not recipe.momentum > 0:
+    """The recipe's optimizer (SGD unless it says Adam or AdamW) + its schedule; the bool says whether to step
+    the scheduler every batch."""
+    if recipe.optimizer not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer '{recipe.optimizer}'; known: {', '.join(OPTIMIZERS)}")
+    if recipe.optimizer != "sgd":
+        adam = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+        optimizer: torch.optim.Optimizer = adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    elif recipe.nesterov and not recipe.momentum > 0:
         raise UserError(f"Nesterov momentum needs a momentum above 0, got {recipe.momentum}")
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
+        )
     if recipe.schedule == "step":
         return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma), False
     if recipe.schedule == "onecycle":
@@ -761,9 +772,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def repo_path(path: str) -> str:
-    """A file named on the command line, as a record keeps it: relative to the repository when inside it."""
-    resolved = Path(path).resolve()
-    return resolved.relative_to(HERE).as_posix() if resolved.is_relative_to(HERE) else str(resolved)
+    """A file named on the command line, as a record keeps it: relative to the repository when inside it.
+    Several files joined by commas (a teacher of several nets) are each kept so."""
+
+    def one(name: str) -> str:
+        resolved = Path(name).resolve()
+        return resolved.relative_to(HERE).as_posix() if resolved.is_relative_to(HERE) else str(resolved)
+
+    return ",".join(one(name) for name in path.split(",") if name)
 
 
 def with_flags(recipe: Recipe, args: argparse.Namespace) -> Recipe:

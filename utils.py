@@ -34,12 +34,15 @@ DATA_DIR = os.environ.get("MNIST_ROOT", str(Path(__file__).resolve().parent / "d
 
 @dataclass(frozen=True)
 class Augment:
-    """A random affine map per training image, as `RandomApply([RandomAffine(...)], p)` draws it."""
+    """A random affine map per training image, as `RandomApply([RandomAffine(...)], p)` draws it; then, on
+    every image, brightness and contrast as `ColorJitter` draws them, one after the other."""
 
     degrees: float = 7.0  # rotation uniform in [-degrees, degrees]
     translate: float = 0.05  # shift uniform up to this fraction of the side, rounded to whole pixels
     scale: float = 0.0  # zoom uniform in [1 - scale, 1 + scale]
-    p: float = 1.0  # probability that an image is transformed at all
+    p: float = 1.0  # probability that the affine map is applied at all
+    brightness: float = 0.0  # pixels times a factor uniform in [1 - brightness, 1 + brightness], clipped to [0, 1]
+    contrast: float = 0.0  # distance from the image's mean times a factor in [1 - contrast, 1 + contrast], clipped
 
 
 class UserError(Exception):
@@ -172,6 +175,9 @@ def classic_transforms(augment: Augment | None) -> transforms.Compose:
             interpolation=transforms.InterpolationMode.BILINEAR,
         )
         steps = [transforms.RandomApply([affine], p=augment.p) if augment.p < 1 else affine]
+        # one ColorJitter each, so that brightness always comes first, as on the device
+        steps += [transforms.ColorJitter(brightness=augment.brightness)] if augment.brightness else []
+        steps += [transforms.ColorJitter(contrast=augment.contrast)] if augment.contrast else []
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
@@ -206,6 +212,21 @@ def random_affine(x: Tensor, generator: torch.Generator, aug: Augment = Augment(
         applied = torch.rand(b, device=x.device, generator=generator) < aug.p
         out = torch.where(applied[:, None, None, None], out, x)
     return out
+
+
+def random_jitter(x: Tensor, generator: torch.Generator, aug: Augment) -> Tensor:
+    """Brightness, then contrast, of each image of a (B, 1, H, W) batch in [0, 1], as `ColorJitter` draws them.
+
+    Brightness scales the pixels; contrast scales each pixel's distance from the image's mean. Each
+    draws its numbers only when used, so runs without it see the same random stream as before.
+    """
+    b = x.shape[0]
+    for strength, contrast in ((aug.brightness, False), (aug.contrast, True)):
+        if strength:
+            factor = 1 + strength * (torch.rand(b, 1, 1, 1, device=x.device, generator=generator) * 2 - 1)
+            base = x.mean(dim=(1, 2, 3), keepdim=True) if contrast else 0
+            x = ((x - base) * factor + base).clamp(0, 1)
+    return x
 
 
 class DeviceLoader:
@@ -249,7 +270,7 @@ class DeviceLoader:
             idx = order[start : start + self.batch_size]
             x = self.images[idx].float().div(255)  # the arithmetic of ToTensor ...
             if self.augment:
-                x = random_affine(x, self.generator, self.augment)
+                x = random_jitter(random_affine(x, self.generator, self.augment), self.generator, self.augment)
             yield x.sub(self.mean).div(self.std), self.labels[idx]  # ... and of Normalize
 
 

@@ -26,9 +26,10 @@ smaller ones may use OneCycle. Fixed: batch 128 (s6's, which keeps the cost esti
 student trains a course net with `model.py`, `utils.py` and `train.py` alone.
 """
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lab.nets import Net, multiply_adds, stage
+from lab.nets import PLAIN, Net, Style, multiply_adds, stage
 from lab.recipes import LabRecipe
 from model import count_parameters
 from utils import Augment
@@ -50,15 +51,39 @@ def layer_string(d1: int, pad1: bool, d2: int, d3: int, pad3: bool, residual: bo
     return " ".join([*first, "M", *stage(w2, d2, "p", residual, False), "M", *last])
 
 
-def widest(shape: dict, narrow: float, taper: float, most: int) -> str | None:
+def widest(
+    shape: dict,
+    narrow: float,
+    taper: float,
+    most: int,
+    layer_string: Callable[..., str] = layer_string,
+    style: Style = PLAIN,
+    mac_cap: int = MAC_CAP,
+    refine: bool = False,
+) -> str | None:
     """The widest net of this shape (the middle stage w2 maps, the first `narrow` * w2, the last `taper` * w2)
-    with at most `most` parameters and `MAC_CAP` multiply-adds, as a layer string; None if none fits."""
+    with at most `most` parameters and `mac_cap` multiply-adds, as a layer string; None if none fits.
+
+    Another family passes its own `layer_string` (taking `shape` and the widths) and `style`. With
+    `refine`, the last stage and then the first are widened one map at a time while the net still
+    fits, so that the net lands close to `most` even where one more middle map would overshoot.
+    """
+
+    def fits(widths: dict) -> str | None:
+        layers = layer_string(**shape, **widths)
+        net = Net(layers, style=style)
+        return layers if count_parameters(net) <= most and multiply_adds(net) <= mac_cap else None
+
     for w2 in range(WIDEST, 3, -1):
         w1, w3 = (max(2, round(share * w2)) for share in (narrow, taper))
-        layers = layer_string(**shape, w1=w1, w2=w2, w3=w3)
-        net = Net(layers)
-        if count_parameters(net) <= most and multiply_adds(net) <= MAC_CAP:
-            return layers
+        widths = {"w1": w1, "w2": w2, "w3": w3}
+        layers = fits(widths)
+        if layers is None:
+            continue
+        for key in ("w3", "w1") if refine else ():
+            while wider := fits({**widths, key: widths[key] + 1}):
+                layers, widths = wider, {**widths, key: widths[key] + 1}
+        return layers
     return None
 
 

@@ -1,4 +1,5 @@
-"""The lab's training levers: a moving average of the weights, and distillation from a teacher.
+"""The lab's training levers: a moving average of the weights, and distillation from a teacher (one net, or
+several whose softened predictions are averaged).
 
 Both reach training through `LabRecipe.extras`: the average is updated after every optimizer
 step and is what gets evaluated and saved; the loss is called as `loss(logits, images, labels)`.
@@ -6,6 +7,7 @@ step and is what gets evaluated and saved; the loss is called as `loss(logits, i
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,20 +81,47 @@ class Loss:
             return loss
         t = self.temperature
         with torch.no_grad():
-            target = F.log_softmax(self.teacher(x).float() / t, dim=1)
+            target = soft_targets(self.teacher, x, t)
         student = F.log_softmax(logits.float() / t, dim=1)
         kl = F.kl_div(student, target, reduction="batchmean", log_target=True)
         return (1 - self.weight) * loss + self.weight * t * t * kl
 
 
+class Ensemble(nn.Module):
+    """Several teachers as one: its soft targets are the mean of theirs (see `soft_targets`)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The mean of the members' probabilities, as log-probabilities: what `predict` and `test` score."""
+        return soft_targets(self, x, 1.0)
+
+
+def soft_targets(teacher: nn.Module, x: Tensor, temperature: float) -> Tensor:
+    """The teacher's log-probabilities softened by `temperature`; an ensemble's are the log of its members' mean."""
+    if isinstance(teacher, Ensemble):
+        each = torch.stack([F.log_softmax(m(x).float() / temperature, dim=1) for m in teacher.members])
+        return torch.logsumexp(each, dim=0) - math.log(len(teacher.members))
+    return F.log_softmax(teacher(x).float() / temperature, dim=1)
+
+
 def load_teacher(recipe, data: DataConfig, device: torch.device) -> nn.Module:
-    """The recipe's teacher, after checking it trained on exactly the images the student may see.
+    """The recipe's teacher, or its `Ensemble` where `teacher` names several records joined by commas."""
+    paths = [p for p in recipe.teacher.split(",") if p]
+    members = [load_one_teacher(p, data, device) for p in paths]
+    return members[0] if len(members) == 1 else Ensemble(members).to(device).eval()
+
+
+def load_one_teacher(name: str, data: DataConfig, device: torch.device) -> nn.Module:
+    """One teacher, after checking it trained on exactly the images the student may see.
 
     A teacher must have held out the same validation images as the student (for a study: never
     the validation images; for a published run: all 60,000 training images) and the same subset.
     No run trains on the test set, so none can leak it.
     """
-    path = ROOT / recipe.teacher  # an absolute path stays as it is
+    path = ROOT / name  # an absolute path stays as it is
     try:
         record = json.loads(path.read_text())
         config, weights = record["config"], record["weights"]

@@ -6,6 +6,8 @@ A net is read left to right:
     "8"    3x3 convolution to 8 maps, unpadded (the side shrinks by 2)
     "8d"   depthwise-separable 3x3 convolution to 8 maps, padded: a 3x3 filter per input map,
            then a 1x1 convolution to 8 (9 * in + in * 8 weights instead of 9 * in * 8)
+    "8f"   factorised 3x3 convolution to 8 maps, padded: a 3x1 convolution to 8, then a 1x3
+           (3 * in * 8 + 3 * 8 * 8 weights)
     "t8"   1x1 convolution to 8 maps (a "transition" that mixes or squeezes channels)
     "M"    2x2 max-pool (the side halves)
     "[ ... ]"  a residual group: its input is added to its output (no parameters; the group
@@ -13,8 +15,12 @@ A net is read left to right:
     "x3"   after a convolution or a "]": the same block applied 3 times, sharing its weights
            (it must keep the number of maps: "8px3" needs 8 maps coming in)
 
-Each convolution is followed by BatchNorm and ReLU, each 3x3 convolution after the first pool
-also by Dropout, and every net ends in a 1x1 convolution to 10 maps and global average pooling:
+    "h16"  last only: the head is global average pooling, a linear layer to 16, the activation
+           and a linear layer to 10, instead of a 1x1 convolution to 10 maps and then the pooling
+
+Each convolution is followed by BatchNorm and ReLU (a `Style` may change the activation, the
+normalisation and their order), each 3x3 convolution after the first pool also by Dropout, and
+unless "h" says otherwise a net ends in a 1x1 convolution to 10 maps and global average pooling:
 no fully connected head. Being sequential lets `utils.receptive_field_table` walk a net layer
 by layer. The course nets of `model.py` are written out as classes instead.
 """
@@ -29,24 +35,81 @@ from torch import Tensor, nn
 
 from model import count_parameters
 
-TOKEN = re.compile(r"^(?:M|\[|\](?:x[1-9]\d*)?|t[1-9]\d*|[1-9]\d*[pd]?(?:x[1-9]\d*)?)$")
+TOKEN = re.compile(r"^(?:M|\[|\](?:x[1-9]\d*)?|[th][1-9]\d*|[1-9]\d*[pdf]?(?:x[1-9]\d*)?)$")
+ACTIVATIONS = ("relu", "leaky", "prelu")
+NORMS = ("bn", "bn2")
 
 
-def conv_block(c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0) -> nn.Sequential:
-    """Conv (no bias: BatchNorm supplies it) -> BatchNorm -> ReLU [-> Dropout]."""
-    layers = [nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+class LayerNorm2(nn.Module):
+    """BatchNorm without a scale and shift per map, then one scale and one shift for the whole layer: 2
+    parameters instead of 2 per map."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.weight = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x) * self.weight + self.bias
 
 
-def separable_block(c_in: int, c_out: int, dropout: float = 0.0) -> nn.Sequential:
+@dataclass(frozen=True)
+class Style:
+    """How every convolution of a net is finished: `act` relu, leaky (slope 0.1) or prelu (one learnt slope
+    per layer); `norm` bn (BatchNorm, 2 parameters per map) or bn2 (`LayerNorm2`, 2 per layer); and
+    `act_first`: convolution -> activation -> norm instead of convolution -> norm -> activation."""
+
+    act: str = "relu"
+    norm: str = "bn"
+    act_first: bool = False
+
+    def __post_init__(self) -> None:
+        if self.act not in ACTIVATIONS or self.norm not in NORMS:
+            raise ValueError(f"style {self}: act is one of {ACTIVATIONS}, norm one of {NORMS}")
+
+    def activation(self) -> nn.Module:
+        if self.act == "prelu":
+            return nn.PReLU()
+        return nn.LeakyReLU(0.1, inplace=True) if self.act == "leaky" else nn.ReLU(inplace=True)
+
+    def finish(self, channels: int, dropout: float = 0.0) -> list[nn.Module]:
+        """What follows a convolution to `channels` maps."""
+        norm = nn.BatchNorm2d(channels) if self.norm == "bn" else LayerNorm2(channels)
+        pair = [self.activation(), norm] if self.act_first else [norm, self.activation()]
+        return [*pair, *([nn.Dropout(dropout)] if dropout else [])]
+
+    @property
+    def about(self) -> str:
+        """The choices that differ from the default, for a table ("" for BatchNorm -> ReLU)."""
+        parts = [self.act if self.act != "relu" else "", self.norm if self.norm != "bn" else ""]
+        return ", ".join([p for p in parts if p] + (["activation first"] if self.act_first else []))
+
+
+PLAIN = Style()
+
+
+def conv_block(
+    c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0, style: Style = PLAIN
+) -> nn.Sequential:
+    """Conv (no bias: the norm supplies it) -> BatchNorm -> ReLU [-> Dropout], or as `style` says."""
+    conv = nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False)
+    return nn.Sequential(conv, *style.finish(c_out, dropout))
+
+
+def separable_block(c_in: int, c_out: int, dropout: float = 0.0, style: Style = PLAIN) -> nn.Sequential:
     """Depthwise 3x3 (one padded filter per map) -> pointwise 1x1 -> BatchNorm -> ReLU [-> Dropout]."""
-    layers = [
-        nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
-        nn.Conv2d(c_in, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    ]
-    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+    depthwise = nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False)
+    return nn.Sequential(depthwise, nn.Conv2d(c_in, c_out, 1, bias=False), *style.finish(c_out, dropout))
+
+
+def factorised_block(c_in: int, c_out: int, dropout: float = 0.0, style: Style = PLAIN) -> nn.Sequential:
+    """3x1 -> 1x3 (both padded) -> BatchNorm -> ReLU [-> Dropout]: a 3x3 field with a third fewer weights
+    when c_in == c_out."""
+    tall = nn.Conv2d(c_in, c_out, (3, 1), padding=(1, 0), bias=False)
+    return nn.Sequential(
+        tall, nn.Conv2d(c_out, c_out, (1, 3), padding=(0, 1), bias=False), *style.finish(c_out, dropout)
+    )
 
 
 class Residual(nn.Module):
@@ -78,6 +141,12 @@ def gap_head(c_in: int, classes: int = 10) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, classes, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
+def dense_head(c_in: int, hidden: int, style: Style = PLAIN, classes: int = 10) -> nn.Sequential:
+    """Global average pooling, then a small fully connected layer and the activation, then the logits."""
+    pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*pool, nn.Linear(c_in, hidden), style.activation(), nn.Linear(hidden, classes))
+
+
 class Net(nn.Sequential):
     """A budgeted CNN from a layer string such as "16 32 M t16 16 32 16" (see the module docstring).
 
@@ -85,18 +154,23 @@ class Net(nn.Sequential):
     a CPU training step, and augmentation regularizes there.
     """
 
-    def __init__(self, layers: str, dropout: float = 0.0, size: int = 28) -> None:
+    def __init__(self, layers: str, dropout: float = 0.0, size: int = 28, style: Style = PLAIN) -> None:
         groups: list[list[nn.Module]] = [[]]  # the blocks of each open residual group, outermost first
         entries: list[tuple[int, int]] = []  # maps and side where each open group began
-        channels, pooled = 1, False
+        channels, pooled, head = 1, False, None
         for token in layers.split():
             if not TOKEN.match(token):
-                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, 8d, t8, M, [ ], x3")
+                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, 8d, 8f, t8, M, [ ], x3, h16")
+            if head is not None:
+                raise ValueError(f"'{layers}': the head 'h...' must be the last layer")
             body, _, times = token.partition("x")
             times = int(times or 1)
             if body == "[":
                 groups.append([])
                 entries.append((channels, size))
+                continue
+            if body.startswith("h"):
+                head = dense_head(channels, int(body[1:]), style)
                 continue
             if body == "]":
                 if not entries:
@@ -108,24 +182,26 @@ class Net(nn.Sequential):
                 block = nn.MaxPool2d(2)
                 size, pooled = size // 2, True
             elif body.startswith("t"):
-                block, channels = conv_block(channels, int(body[1:]), kernel=1), int(body[1:])
+                block, channels = conv_block(channels, int(body[1:]), kernel=1, style=style), int(body[1:])
             else:
-                width, kind = int(body.rstrip("pd")), body[-1]
+                width, kind = int(body.rstrip("pdf")), body[-1]
                 if times > 1 and channels != width:
                     raise ValueError(f"'{token}' repeats a block from {channels} maps to {width}: it must keep them")
                 drop = dropout if pooled else 0.0
                 if kind == "d":
-                    block = separable_block(channels, width, drop)
+                    block = separable_block(channels, width, drop, style)
+                elif kind == "f":
+                    block = factorised_block(channels, width, drop, style)
                 else:
-                    block = conv_block(channels, width, padding=int(kind == "p"), dropout=drop)
-                channels, size = width, size if kind in "pd" else size - 2 * times
+                    block = conv_block(channels, width, padding=int(kind == "p"), dropout=drop, style=style)
+                channels, size = width, size if kind in "pdf" else size - 2 * times
             groups[-1].append(Repeat(block, times) if times > 1 else block)
             if size < 1:
                 raise ValueError(f"'{layers}' shrinks the image to nothing at '{token}'")
         if entries:
             raise ValueError(f"'{layers}' leaves a residual group open: close it with ']'")
-        super().__init__(*groups[0], gap_head(channels))
-        self.layers, self.dropout = layers, dropout
+        super().__init__(*groups[0], head or gap_head(channels))
+        self.layers, self.dropout, self.style = layers, dropout, style
 
 
 def stage(width: int, depth: int, kind: str, residual: bool, share: bool) -> list[str]:
@@ -165,13 +241,14 @@ class Searched:
     layers: str
     dropout: float  # as the sampler drew it
     budget: int
+    style: Style = PLAIN
 
     def __call__(self) -> Net:
-        return Net(self.layers, self.dropout)
+        return Net(self.layers, self.dropout, style=self.style)
 
     @property
     def about(self) -> str:
-        return f"`{self.layers}`, dropout {self.dropout:.3g}"
+        return f"`{self.layers}`, dropout {self.dropout:.3g}" + (f", {self.style.about}" if self.style.about else "")
 
 
 # The stage-1 bests of the first round (results/validation/budget-*.json) and the stage-2 winners of the

@@ -22,8 +22,14 @@ each trial's suggested values, net, recipe, parameter count,
 per-epoch validation accuracy and state (complete, pruned, rejected over budget, or failed when
 its worker died). Run the same command again to continue a study or to export it again.
 
-With `--teacher RECORD` (a train.py run of a bigger net made with the same `--val`), the study
-also draws how much of the loss is distillation from that net (`DISTILL_WEIGHTS`).
+With `--teacher RECORD` (a train.py run of a bigger net made with the same `--val`; several records
+joined by commas teach as one, by the mean of their softened predictions), the study also draws
+how much of the loss is distillation from it (`DISTILL_WEIGHTS`).
+
+`--space frontier-iii` (`frontier_space.py`) draws widths that fill 60-100 % of the budget and the
+levers of the strongest small public nets, stops only trials that cannot reach the leaders
+(`LeaderPruner`), and asks the second round's winner of its budget by name, learning from the
+study's teacher, in both stages.
 
 Stage 2 (`--confirm 3 --confirm-seeds 1 2 3`): one seed's score is partly luck, so the best 3
 distinct trials train again on 3 more seeds, still on validation; the export's `confirmation`
@@ -47,7 +53,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -55,7 +61,8 @@ from torch import nn
 
 from lab.course_space import suggest_course
 from lab.engine import load_teacher
-from lab.nets import Net, multiply_adds, stage
+from lab.frontier_space import suggest_frontier
+from lab.nets import PLAIN, Net, Style, multiply_adds, stage
 from lab.recipes import LabRecipe as Recipe
 from lab.recipes import recipe_from_dict
 from model import count_parameters
@@ -169,12 +176,18 @@ def design(trial: optuna.Trial, args: argparse.Namespace) -> tuple[Callable[[], 
     named = trial.user_attrs.get("net")
     if named:
         found = spec(named)
-        return found.build, named, found.recipe
+        # a published net's teacher saw the validation images: in a study it learns from the study's, or alone
+        recipe = replace(found.recipe, teacher=args.teacher) if getattr(found.recipe, "teacher", "") else found.recipe
+        return found.build, named, recipe if recipe.teacher else replace(recipe, distill_weight=0.0)
+    style = PLAIN
     if args.space == "course":
         layers, dropout, recipe = suggest_course(trial, args.budget)
+    elif args.space == "frontier-iii":
+        layers, dropout, style, recipe = suggest_frontier(trial, args.budget, args.teacher)
+        trial.set_user_attr("style", asdict(style))
     else:
         layers, dropout, recipe = suggest(trial, args.teacher)
-    return (lambda: Net(layers, dropout)), layers, recipe
+    return (lambda: Net(layers, dropout, style=style)), layers, recipe
 
 
 def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.device) -> float:
@@ -227,7 +240,8 @@ def rebuild(trial: optuna.trial.FrozenTrial) -> Callable[[], nn.Module]:
     named = trial.user_attrs.get("net")
     if named:
         return spec(named).build
-    return lambda: Net(trial.user_attrs["layers"], trial.params["dropout"])
+    style = Style(**trial.user_attrs.get("style", {}))
+    return lambda: Net(trial.user_attrs["layers"], trial.params["dropout"], style=style)
 
 
 class Stop:
@@ -354,7 +368,9 @@ def confirmation(study: optuna.Study) -> dict:
     return confirmed
 
 
-SPACES = ("frontier", "course")  # what a study draws: lab nets and recipes, or the course nets (course_space.py)
+# What a study draws: the second round's lab nets and recipes, the course nets (course_space.py) or the third
+# round's (frontier_space.py).
+SPACES = ("frontier", "course", "frontier-iii")
 RANKS = ("mean", "worst")  # how stage 2 orders its finalists: by the mean over seeds, or by the worst seed first
 
 
@@ -492,7 +508,33 @@ def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]
         if asked and was and asked != was:
             raise UserError(f"--{flag} {asked}: {study.study_name} was begun with --{flag} {was}")
     args.space = begun["space"]
+    if args.space == "frontier-iii":
+        study.pruner = LeaderPruner()
     return study, new
+
+
+class LeaderPruner(optuna.pruners.BasePruner):
+    """Stop a trial only when it cannot reach the leaders: from epoch `after` on, when its validation accuracy
+    is more than `margin` points below the `leaders`-th best complete trial's at the same epoch.
+
+    The median pruner of the earlier studies stopped 17 to 35 of each study's 41 trained trials after
+    epoch 10, some of them a few tenths below the median, and so judged a trial by the epochs that are
+    not its score. This one lets every trial that might still place among the leaders finish.
+    """
+
+    def __init__(self, leaders: int = 5, margin: float = 0.3, after: int = PRUNE_AFTER) -> None:
+        self.leaders, self.margin, self.after = leaders, margin, after
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        epoch = trial.last_step
+        if epoch is None or epoch < self.after:
+            return False
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        at = sorted((t.intermediate_values[epoch] for t in complete if epoch in t.intermediate_values), reverse=True)
+        return len(at) >= self.leaders and trial.intermediate_values[epoch] < at[self.leaders - 1] - self.margin
+
+
+ROUND_II = {5000: "s8_5k", 4000: "s8_4k", 3000: "s8_3k"}  # the second frontier round's winners
 
 
 def public_nets(budget: int) -> dict[str, str]:
@@ -506,23 +548,27 @@ def public_nets(budget: int) -> dict[str, str]:
 
 def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     """Queue the trials asked for by name: in a new study the public reference, mapped and as published (in
-    a course study: the public nets of its budget, which also join stage 2), then `--best-with`.
+    a course study: the public nets of its budget; in a frontier-iii study, the second round's winner: both
+    also join stage 2), then `--best-with`.
 
     Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
     trains to the end: the pruner would judge it by epochs that are not the score. The best net is
     stage 2's winner once there is one, and then the variant joins stage 2: one seed cannot
     answer a question whose answer is smaller than the spread of seeds.
     """
-    if new and study.user_attrs["space"] == "course":
-        for name, label in public_nets(int(study.study_name.removeprefix("budget-"))).items():
-            study.enqueue_trial({}, user_attrs={"asked_for": label, "net": name, "stage_2": True})
-    elif new:
+    space, budget = study.user_attrs["space"], int(study.study_name.removeprefix("budget-"))
+    named = public_nets(budget) if space == "course" else {}
+    if space == "frontier-iii" and budget in ROUND_II:
+        named = {ROUND_II[budget]: f"{ROUND_II[budget]}, the second round's winner, learning from this study's teacher"}
+    for name, label in named.items() if new else ():
+        study.enqueue_trial({}, user_attrs={"asked_for": label, "net": name, "stage_2": True})
+    if new and space == "frontier":
         study.enqueue_trial(REFERENCE, user_attrs={"asked_for": "the public reference"})
         study.enqueue_trial(PUBLIC, user_attrs={"asked_for": PUBLIC_LABEL})
     if not changes:
         return
-    if study.user_attrs["space"] == "course":
-        raise UserError("--best-with varies the frontier space's trials; a course study asks by its own parameters")
+    if space != "frontier":
+        raise UserError(f"--best-with varies the frontier space's trials, not the {space} space's")
     pairs = [change.partition("=") for change in changes]
     unknown = [key for key, _, _ in pairs if key not in REFERENCE]
     if unknown:

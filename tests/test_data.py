@@ -18,6 +18,7 @@ from utils import (
     load_mnist,
     make_loaders,
     random_affine,
+    random_jitter,
 )
 
 
@@ -173,3 +174,37 @@ def test_default_augmentation_draws_the_same_random_numbers_as_before_zoom_and_p
     random_affine(bar_image(64), after_call, Augment())
     torch.rand(64, 3, generator=after_draw)
     assert torch.equal(after_call.get_state(), after_draw.get_state())
+
+
+def test_jitter_without_strength_draws_nothing_and_changes_nothing():
+    generator, untouched = torch.Generator().manual_seed(6), torch.Generator().manual_seed(6)
+    images = bar_image(16)
+    assert torch.equal(random_jitter(images, generator, Augment()), images)
+    assert torch.equal(generator.get_state(), untouched.get_state())  # runs before jitter existed replay
+
+
+def test_brightness_scales_each_image_by_its_own_factor_within_its_range_as_colorjitter():
+    aug = Augment(degrees=0, translate=0, brightness=0.4)
+    images = bar_image(1024) * 0.5  # no pixel above 0.5: nothing clips at factors up to 1.4
+    bright = images.flatten(1).amax(1)
+    factor = random_jitter(images, torch.Generator().manual_seed(7), aug).flatten(1).amax(1) / bright
+    assert factor.min() > 0.6 - 1e-6 and factor.max() < 1.4 + 1e-6
+    assert factor.min() < 0.62 and factor.max() > 1.38 and len(torch.unique(factor.round(decimals=4))) > 900
+    assert factor.mean().item() == pytest.approx(1.0, abs=0.03)  # uniform on [0.6, 1.4]
+    # on the full-bright bar both clip at 1: the brightest pixel is min(factor, 1), 0.9 on average
+    fast = random_jitter(bar_image(1024), torch.Generator().manual_seed(7), aug).flatten(1).amax(1)
+    classic = classic_bars(aug, 400).flatten(1).amax(1)
+    assert fast.mean().item() == pytest.approx(0.9, abs=0.01)
+    assert classic.mean().item() == pytest.approx(fast.mean().item(), abs=0.02)
+
+
+def test_contrast_scales_each_pixels_distance_from_its_images_mean():
+    aug = Augment(degrees=0, translate=0, contrast=0.3)
+    images = 0.3 + 0.4 * bar_image(256)  # pixels in [0.3, 0.7]: nothing clips at factors up to 1.3
+    out = random_jitter(images, torch.Generator().manual_seed(8), aug)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    assert torch.allclose(out.mean(dim=(1, 2, 3), keepdim=True), mean, atol=1e-5)  # the mean stays
+    factor = ((out - mean).flatten(1).std(1) / (images - mean).flatten(1).std(1)).squeeze()
+    assert factor.min() > 0.7 - 1e-4 and factor.max() < 1.3 + 1e-4 and factor.std() > 0.1
+    steps = [type(t).__name__ for t in classic_transforms(aug).transforms]
+    assert steps == ["RandomAffine", "ColorJitter", "ToTensor", "Normalize"]

@@ -1,0 +1,104 @@
+"""The third frontier round's search: draws that fill 60-100 % of the budget, a pruner that stops only the
+trials that cannot reach the leaders, and the second round's winner asked in each study."""
+
+import json
+import statistics
+
+import optuna
+import pytest
+import torch
+from conftest import ROOT
+
+from lab import frontier_space, sweep
+from lab.nets import Net, Style
+from model import count_parameters
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats
+TEACHER = "results/validation/teachers/s6-seed0-val5000.json"
+
+
+@pytest.mark.parametrize("budget", [5000, 4000, 3000])
+def test_draws_land_between_60_and_100_percent_of_the_budget_and_are_rarely_rejected(budget):
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=budget))
+    shares, rejected = [], 0
+    for _ in range(60):
+        trial = study.ask()
+        layers, dropout, style, recipe = frontier_space.suggest_frontier(trial, budget, TEACHER)
+        study.tell(trial, 0.0)
+        if layers is None:
+            rejected += 1
+            continue
+        params = count_parameters(Net(layers, dropout, style=style))
+        assert params <= trial.params["fill"] * budget and params < budget
+        shares.append(params / budget)
+        assert (recipe.teacher == TEACHER) == (recipe.distill_weight > 0)
+    assert rejected <= 6  # of 60
+    assert sum(s >= 0.58 for s in shares) >= 0.95 * len(shares) and statistics.median(shares) > 0.7
+
+
+def test_every_lever_of_the_space_builds_a_working_net():
+    base = {"d1": 1, "d2": 2, "d3": 2, "pad3": False, "residual": True, "w1": 4, "w2": 8, "w3": 8}
+    for kind in frontier_space.KINDS:
+        for head in frontier_space.HEADS:
+            layers = frontier_space.layer_string(**base, kind=kind, head=head)
+            for style in (Style(), Style("prelu", "bn2", True), Style("leaky")):
+                assert Net(layers, 0.05, style=style)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def leaders_study(values_at_10: list[float]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", pruner=sweep.LeaderPruner())
+    for value in values_at_10:
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={10: value, 15: value}))
+    return study
+
+
+def test_the_pruner_stops_only_a_trial_more_than_its_margin_below_the_fifth_leader():
+    study = leaders_study([99.5, 99.4, 99.3, 99.2, 99.1, 98.0])  # the fifth best at epoch 10: 99.1
+    pruner = sweep.LeaderPruner()
+
+    def pruned(value: float, epoch: int = 10) -> bool:
+        trial = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values={epoch: value})
+        return pruner.prune(study, trial)
+
+    assert pruned(98.79) and not pruned(98.81)  # 0.3 points below 99.1
+    assert not pruned(90.0, epoch=9)  # never before epoch 10
+    assert not pruner.prune(leaders_study([99.5, 99.4, 99.3, 99.2]), optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, intermediate_values={10: 90.0}))  # fewer than 5 leaders yet  # fmt: skip
+
+
+def test_a_frontier_iii_study_asks_the_second_rounds_winner_with_its_own_teacher_never_the_published_one(
+    synthetic_root, tmp_path
+):
+    args = ["--budget", "4000", "--space", "frontier-iii", "--trials", "2", "--epochs", "1", "--val", "64",
+            "--subset", "64", "--data-dir", str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
+    assert sweep.main(args) == 0
+    export = json.loads((tmp_path / "budget-4000.json").read_text())
+    first = export["trials"][0]
+    assert first["net"] == "s8_4k" and first["stage_2"] and export["space"] == "frontier-iii"
+    assert first["recipe"]["teacher"] == "" and first["recipe"]["distill_weight"] == 0.0  # the study has none
+    drawn = export["trials"][1]
+    assert drawn["style"] and drawn["recipe"]["augment"]["brightness"] in (0.0, 0.1, 0.25)
+    study = optuna.load_study(study_name="budget-4000", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert isinstance(study.pruner, optuna.pruners.MedianPruner)  # a study's pruner is set when it is opened ...
+    opened, _ = sweep.open_study(sweep.parse_args(["--budget", "4000", "--out", str(tmp_path)]), tmp_path)
+    assert isinstance(opened.pruner, sweep.LeaderPruner)  # ... by its space
+
+    trial = optuna.trial.FixedTrial({})
+    trial.set_user_attr("net", "s8_4k")
+    parsed = sweep.parse_args(["--budget", "4000", "--space", "frontier-iii", "--teacher", TEACHER])
+    _, name, recipe = sweep.design(trial, parsed)
+    assert name == "s8_4k" and recipe.teacher == TEACHER and recipe.distill_weight == 0.8
+
+
+def test_the_committed_frontier_iii_studies_drew_their_nets_from_this_space():
+    for path in sorted((ROOT / "results" / "validation" / "frontier-iii").glob("budget-*.json")):
+        study = json.loads(path.read_text())
+        for t in study["trials"]:
+            if "net" in t or "recipe" not in t:
+                continue
+            teacher = t["recipe"]["teacher"] or study.get("teacher", "")
+            layers, _, style, recipe = frontier_space.suggest_frontier(
+                optuna.trial.FixedTrial(t["suggested"]), study["budget"], teacher
+            )
+            assert layers == t.get("layers") and sweep.recipe_from_dict(t["recipe"]) == recipe, t["number"]
