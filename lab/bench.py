@@ -26,6 +26,7 @@ alone on a random batch in each combination of precision, memory layout and `tor
 """
 
 import itertools
+import json
 import shlex
 import statistics
 import subprocess
@@ -39,11 +40,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lab.nets import multiply_adds
+from lab.nets import Net, Style, multiply_adds
+from lab.recipes import recipe_from_dict
 from model import MODELS
 from train import (
     HERE,
     OneLineParser,
+    Spec,
     git_commit,
     positive_int,
     prepare,
@@ -55,7 +58,7 @@ from train import (
     writable_dir,
     write_json,
 )
-from utils import DATA_DIR, LOADERS, DataConfig, UserError, device_description, pick_device
+from utils import DATA_DIR, LOADERS, DataConfig, UserError, device_description, first_line, pick_device
 
 SEEDS = 5  # seeds of the --jobs comparison
 
@@ -104,7 +107,8 @@ class Batches:
 
 def path_timer(model: str, data: DataConfig, device: torch.device, precision: str, warmup: int) -> Callable:
     """A function that trains `n` more batches of one prepared run and returns seconds per batch."""
-    run = prepare(spec(model).build, spec(model).recipe, data, 1, device, precision)
+    found = design(model)
+    run = prepare(found.build, found.recipe, data, 1, device, precision)
     batches = iter_forever(run.train_loader)
 
     def step(n: int) -> float:
@@ -213,18 +217,36 @@ def compare(args, device: torch.device) -> dict:
     return results
 
 
+def design(name: str) -> Spec:
+    """A registered net by its name, or a trial of a study export named `PATH.json:NUMBER`, with its recipe:
+    so that a finalist's speed can be checked before it has a name."""
+    path, sep, number = name.rpartition(":")
+    if not (sep and path.endswith(".json")):
+        return spec(name)
+    try:
+        study = json.loads(Path(path).read_text())
+        trial = next(t for t in study["trials"] if str(t["number"]) == number)
+        recipe = recipe_from_dict(trial["recipe"])
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as err:
+        raise UserError(f"{name} is not a trial of a study export: {first_line(err) or 'no such trial'}") from None
+    if "net" in trial:
+        return replace(spec(trial["net"]), recipe=recipe)
+    style = Style(**trial.get("style", {}))
+    return Spec(lambda: Net(trial["layers"], trial["suggested"]["dropout"], style=style), study["budget"], recipe)
+
+
 def versus(args, device: torch.device) -> dict:
     """Each model's training time per image against the reference's, on their own recipes, taking turns."""
     names = list(dict.fromkeys([args.versus, *args.models]))
     timers, batch = {}, {}
     for name in names:
-        recipe = spec(name).recipe
+        recipe = design(name).recipe
         batch[name] = recipe.batch_size
         timers[name] = path_timer(name, DataConfig(args.data_dir, recipe.batch_size, augment=recipe.augment), device,
                                   "auto", args.warmup)  # fmt: skip
     times = alternate(timers, args.batches, args.repeats, "versus")
     per_image = {name: statistics.median(t) / batch[name] for name, t in times.items()}
-    macs = {name: multiply_adds(spec(name).build()) for name in names}
+    macs = {name: multiply_adds(design(name).build()) for name in names}
     return {
         "reference": args.versus,
         "models": {
@@ -288,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description="Training speed, measured side by side in one process.")
     p.add_argument("--compare", action="store_true", help="default path against the fp32 reference, per model")
     p.add_argument(
-        "--models", nargs="+", choices=[*MODELS, *searched()], help="with --compare (default: every budgeted net)"
+        "--models",
+        nargs="+",
+        help="with --compare: names (default: every budgeted net); with --versus also trials as STUDY.json:NUMBER",
     )
     p.add_argument("--versus", metavar="REF", choices=[*MODELS, *searched()], help="each of --models against REF")
     p.add_argument("--levers", action="store_true", help="with --compare: also each speed lever on its own")
@@ -305,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", default="runs", help="folder for the JSON (default: runs/; publish: results)")
     args = p.parse_args(argv)
+    known = [*MODELS, *searched()]
+    unknown = [m for m in args.models or [] if m not in known and not (args.versus and ".json:" in m)]
+    if unknown:
+        p.error(f"--models: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.models = args.models or [name for name in [*MODELS, *searched()] if spec(name).budget]

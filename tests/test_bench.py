@@ -65,3 +65,18 @@ def test_versus_times_each_net_against_the_reference_on_its_own_recipe(synthetic
     s6, small = result["models"]["s6"], result["models"]["s8_8k"]
     assert result["reference"] == "s6" and s6["faster_than_reference"] == 1.0 and s6["multiply_adds_ratio"] == 1.0
     assert small["batch_size"] == 32 and small["multiply_adds_ratio"] > 1 and small["median_ms_per_image"] > 0
+
+
+def test_versus_times_a_studys_trial_by_its_export_before_it_has_a_name(synthetic_root, tmp_path):
+    study = {"budget": 8000, "trials": [{"number": 3, "layers": "4p M 8p 8p M 16 16", "suggested": {"dropout": 0.02},
+                                         "recipe": {"batch_size": 64, "augment": {"degrees": 5.0}}}]}  # fmt: skip
+    (tmp_path / "budget-8000.json").write_text(json.dumps(study))
+    trial = f"{tmp_path / 'budget-8000.json'}:3"
+    argv = ["--versus", "s6", "--models", trial, "--warmup", "1", "--batches", "2", "--repeats", "1",
+            "--data-dir", str(synthetic_root), "--out", str(tmp_path), "--device", "cpu"]  # fmt: skip
+    assert bench.main(argv) == 0
+    timed = json.loads((tmp_path / "bench-versus-cpu.json").read_text())["models"][trial]
+    assert timed["batch_size"] == 64 and timed["multiply_adds"] == bench.multiply_adds(bench.Net("4p M 8p 8p M 16 16"))
+    missing = subprocess.run([sys.executable, "-m", "lab.bench", *argv[:3], f"{tmp_path / 'budget-8000.json'}:9", *argv[4:]],
+                             cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert_one_line_error(missing, "is not a trial of a study export")
