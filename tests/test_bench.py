@@ -77,6 +77,6 @@ def test_versus_times_a_studys_trial_by_its_export_before_it_has_a_name(syntheti
     assert bench.main(argv) == 0
     timed = json.loads((tmp_path / "bench-versus-cpu.json").read_text())["models"][trial]
     assert timed["batch_size"] == 64 and timed["multiply_adds"] == bench.multiply_adds(bench.Net("4p M 8p 8p M 16 16"))
-    missing = subprocess.run([sys.executable, "-m", "lab.bench", *argv[:3], f"{tmp_path / 'budget-8000.json'}:9", *argv[4:]],
-                             cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    absent = [*argv[:3], f"{tmp_path / 'budget-8000.json'}:9", *argv[4:]]
+    missing = subprocess.run([sys.executable, "-m", "lab.bench", *absent], cwd=ROOT, capture_output=True, text=True)
     assert_one_line_error(missing, "is not a trial of a study export")
