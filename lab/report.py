@@ -22,13 +22,20 @@ from pathlib import Path
 from lab.nets import LEGACY, SEARCHED
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
+from lab.reference import SOURCES
 from model import MODELS, S6, count_parameters
 from train import HERE, RECIPES, OneLineParser, atomic_write, spec
 from utils import UserError, first_line, format_rf_table, print_summary, receptive_field_table
 
 RESULTS = HERE / "results"
 TARGET = 99.4  # % test accuracy in each of the last 3 epochs: the course's target, on every seed
-COURSE = {20_000: "s6", 10_000: "s7_10k", 8_000: "s8_8k"}  # the course's budgets and the nets that answer them
+# The course's budgets: the net that answers each (the first), the nets tried before it, and the public nets of
+# the reference READMEs rebuilt (lab/reference.py). A net shows once it has runs.
+COURSE = {
+    20_000: ("s9_20k", "s6", "ref_19088"),
+    10_000: ("s9_10k", "s7_10k"),
+    8_000: ("s9_8k", "s8_8k", "ref_7946", "ref_7904"),
+}
 GOALS = {5_000: 5, 4_000: 4, 3_000: 4}  # the lab's budgets: seeds of 5 that must hold the target
 FRONTIER = (8_000, 5_000, 4_000, 3_000)  # the budgets whose net and recipe a study chose
 GPU = RESULTS / "gpu"  # runs made on a lent CUDA GPU (lab/gpu), kept apart from the CPU's
@@ -143,7 +150,8 @@ def course_table(cpu: dict[str, dict], gpu: dict[str, dict], earlier: dict[str, 
     """Per course budget: the net, its seeds on the CPU and the GPU, and a 15-epoch run's time on each
     (on the CPU, where no run of it was made alone here, that of the same design on an earlier CPU)."""
     rows = []
-    for budget, model in [(None, "baseline"), *COURSE.items()]:
+    nets = [(None, "baseline"), *((budget, net) for budget, nets in COURSE.items() for net in nets)]
+    for budget, model in nets:
         s, g = cpu.get(model), gpu.get(model)
         if s and not s["alone_s"] and earlier.get(model, {}).get("alone_s"):  # the same design on an earlier CPU
             s = {**s, "alone_s": earlier[model]["alone_s"], "earlier": " (earlier CPU)"}
@@ -156,8 +164,10 @@ def course_table(cpu: dict[str, dict], gpu: dict[str, dict], earlier: dict[str, 
             if s
             else "— | — | — | —"
         )
+        current = next((n for n in COURSE.get(budget, (model,)) if n in cpu or n in gpu), model)
         rows.append(
-            f"| {f'< {budget:,}' if budget else '—'} | `{model}` | {(s or g)['params']:,} | {cpu_cells} | {on_gpu} "
+            f"| {f'< {budget:,}' if budget else '—'} | {net_cell(model, current)} | {(s or g)['params']:,} "
+            f"| {cpu_cells} | {on_gpu} "
             f"| {gpu_time} | {verdict(s) if budget else '—'} |"
         )
     head = (
@@ -166,6 +176,14 @@ def course_table(cpu: dict[str, dict], gpu: dict[str, dict], earlier: dict[str, 
         "| verdict (CPU) |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *rows])
+
+
+def net_cell(model: str, current: str) -> str:
+    """A course table's net: the budget's own (`current`: its newest with runs), one tried before it, or a
+    public net rebuilt."""
+    if model in SOURCES:
+        return f"`{model}` (public, {SOURCES[model]})"
+    return f"`{model}`" if model == current else f"`{model}` (tried before)"
 
 
 def model_summary(model) -> str:
