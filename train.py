@@ -480,14 +480,15 @@ def train_steps(run: Run, batches, epoch: int = 1, progress: bool = True, schedu
     )
 
 
-def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
+def run_epoch(run: Run, verbose: bool = True, steps: Callable[..., dict] = train_steps) -> dict[str, float]:
     """Train the next epoch, evaluate (the weight average, if any), step an epoch-wise scheduler.
 
-    Returns the history row of that epoch, already appended to `run.history`.
+    Returns the history row of that epoch, already appended to `run.history`. `steps` trains the
+    epoch's batches as `train_steps` does (the lab's CUDA-graph step takes its place).
     """
     start, epoch = time.perf_counter(), len(run.history) + 1
     lr = run.optimizer.param_groups[0]["lr"]
-    tr = train_steps(run, run.train_loader, epoch, progress=verbose)
+    tr = steps(run, run.train_loader, epoch, progress=verbose)
     ev = test(run.evaluated, run.device, run.eval_loader, run.split, verbose=verbose)
     if not run.per_batch:
         run.scheduler.step()
@@ -504,14 +505,19 @@ def run_epoch(run: Run, verbose: bool = True) -> dict[str, float]:
     return row
 
 
-def fit(run: Run, on_epoch: Callable[[Run, dict], None] | None = None, verbose: bool = True) -> list[dict]:
+def fit(
+    run: Run,
+    on_epoch: Callable[[Run, dict], None] | None = None,
+    verbose: bool = True,
+    steps: Callable[..., dict] = train_steps,
+) -> list[dict]:
     """Train the run's remaining epochs; after each, call `on_epoch(run, row)`.
 
     The callback is where callers differ: train.py checkpoints, lab/sweep.py reports to the pruner
     (and may stop the run by raising). Returns the whole history; the notebook writes the same loop out.
     """
     while len(run.history) < run.epochs:
-        row = run_epoch(run, verbose)
+        row = run_epoch(run, verbose, steps)
         if on_epoch is not None:
             on_epoch(run, row)
     return run.history

@@ -124,3 +124,21 @@ def test_cuda_resume_without_determinism_drifts_no_more_than_a_rerun_does(data, 
     print(f"largest relative loss gap to the uninterrupted run: re-run {noise:.2e}, resumed {gap:.2e}")
     assert resumed["resumed_after_epoch"] >= 1
     assert gap <= 5 * noise + 1e-3
+
+
+def test_the_graphed_step_replays_one_graph_per_batch_size_and_trains_as_the_eager_step(tmp_path):
+    from lab.graph import GraphStep
+    from train import train_steps
+
+    root = make_synthetic_mnist(tmp_path / "data")
+    data = DataConfig(str(root), 64, val=64, augment=Augment(), seed=3)  # 448 training images: 7 batches of 64
+    found = spec("s6")
+    eager, graphed = (prepare(found.build, found.recipe, data, 3, CUDA, "fp32") for _ in range(2))
+    step = GraphStep(graphed)
+    for epoch in (1, 2, 3):
+        expected = train_steps(eager, eager.train_loader, epoch, progress=False)
+        got = step(graphed, graphed.train_loader, epoch)
+        assert got["acc"] == pytest.approx(expected["acc"], abs=3.0)  # float rounding grows, the learning does not
+    assert set(step.graphs) == {64} and step.replays == 7 * 3 - 2  # the first batch warms up, the next captures
+    for a, b in zip(eager.model.parameters(), graphed.model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-2)
