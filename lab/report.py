@@ -41,6 +41,7 @@ FRONTIER = (8_000, 5_000, 4_000, 3_000)  # the budgets whose net and recipe a st
 GPU = RESULTS / "gpu"  # runs made on a lent CUDA GPU (lab/gpu), kept apart from the CPU's
 ALONE = "cpu (2 threads)"  # a run made alone on the 2-core CPU: the one whose time counts
 STUDIES, STUDIES_II = RESULTS / "validation", RESULTS / "validation" / "frontier-ii"
+COURSE_STUDIES, STUDIES_III = STUDIES / "course", STUDIES / "frontier-iii"  # lab.sweep --space course / frontier-iii
 PRECISION = STUDIES / "precision"  # the same recipe and seeds in bf16 and in fp32, on validation
 # Superseded designs keep their runs in results/superseded/<folder>/ under the name they were run as; each is
 # shown under a name of its own. Runs in earlier-cpu/ are the same designs run on an earlier CPU.
@@ -338,7 +339,8 @@ def studies_table() -> str:
     """Each study: its trials, its stage 2's per-seed scores where it has one."""
     rows = ["| study | trained (complete / pruned) | rejected over budget | failed | chose: trial, mean score, net |",
             "|---|---|---|---|---|"]  # fmt: skip
-    for path in sorted(STUDIES.glob("budget-*.json")) + sorted(STUDIES_II.glob("budget-*.json")):
+    folders = (STUDIES, STUDIES_II, COURSE_STUDIES, STUDIES_III)
+    for path in (path for folder in folders for path in sorted(folder.glob("budget-*.json"))):
         exported = read_json(path, ("trials", "best"))
         states = [t["state"] for t in exported["trials"]]
         chosen = exported.get("winner") or exported["best"]
@@ -355,18 +357,20 @@ def studies_table() -> str:
     return "\n".join(rows)
 
 
-def stage2_table() -> str:
-    rows = ["| study | trial | params | net | score per seed | mean |", "|---|---|---|---|---|---|"]
-    for path in sorted(STUDIES_II.glob("budget-*.json")):
+def stage2_table(folder: Path) -> str:
+    """Stage 2 of a round's studies: each finalist's score per seed, its worst and its mean."""
+    rows = ["| study | trial | params | net | score per seed | worst | mean |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(folder.glob("budget-*.json")):
         exported = read_json(path, ("trials",))
         by_number = {t["number"]: t for t in exported["trials"]}
         winner = (exported.get("winner") or {}).get("number")
         for number, entry in (exported.get("confirmation") or {}).items():
             t = by_number[int(number)]
-            mark = " **winner**" if int(number) == winner else ""
+            mark = " **winner**" if int(number) == winner else " (public)" if t.get("net") in SOURCES else ""
+            scores = entry["scores"].values()
             rows.append(
                 f"| `{path.stem}` | {number}{mark} | {t['params']:,} | `{t['layers']}` "
-                f"| {', '.join(f'{v:.2f}' for v in entry['scores'].values())} | {entry['mean']:.3f} % |"
+                f"| {', '.join(f'{v:.2f}' for v in scores)} | {min(scores):.2f} % | {entry['mean']:.3f} % |"
             )
     return "\n".join(rows)
 
@@ -495,7 +499,9 @@ def render_lab(
         + summary_table(earlier),
         "models": models_table(),
         "studies": studies_table(),
-        "stage2": stage2_table(),
+        "stage2": stage2_table(STUDIES_II),
+        "course_stage2": stage2_table(COURSE_STUDIES),
+        "stage2_iii": stage2_table(STUDIES_III),
         "speed": speed_tables(),
         "precision": precision_table(),
         "gpu": summary_table(gpu),
