@@ -253,7 +253,7 @@ class Searched:
 
 # The stage-1 bests of the first round (results/validation/budget-*.json) and the stage-2 winners of the
 # second (results/validation/frontier-ii/). The course's < 8k net, s8_8k, is a winner of the second round
-# written out as a class in model.py; LEGACY gives the layer string it was trained as.
+# written out as a class in model.py; COURSE_LAYERS gives the layer string it was trained as.
 SEARCHED: dict[str, Searched] = {
     "s7_8k": Searched("4p 4p 4p M 12p 12p 12p M 10p 10p 10p", 0.0019127488151920672, 8_000),
     "s7_4k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.01, 4_000),  # first round: < 5k too
@@ -263,9 +263,11 @@ SEARCHED: dict[str, Searched] = {
     "s8_3k": Searched("8p 8p M 18d 18d M 18d 18d", 0.00367245831897043, 3_000),
 }
 
-# The course nets of model.py as the layer strings they were first built and published from: the same
-# layers in the same order, so their weights load into the classes (see utils.load_weights).
-LEGACY: dict[str, Searched] = {
+# The course nets of model.py as layer strings of this family: the same layers in the same order, so that a
+# class draws the same initial weights as the net its study trained, and weights saved from one load into the
+# other (see utils.load_weights). s6 and s7_10k were first built and published this way; the others are the
+# draws of their studies.
+COURSE_LAYERS: dict[str, Searched] = {
     "s6": Searched("16 32 M t16 16 32 16", 0.05, 20_000),
     "s7_10k": Searched("10 20 M t10 16 16 20", 0.05, 10_000),
     "s8_8k": Searched("8p [ 8p ] M 16d [ 16d ] M 18 18", 0.032228877925077414, 8_000),

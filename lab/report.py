@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from lab.nets import LEGACY, SEARCHED
+from lab.nets import COURSE_LAYERS, SEARCHED
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
 from lab.reference import SOURCES
@@ -279,7 +279,7 @@ def study(budget: int) -> tuple[Path, dict] | None:
 def registered() -> dict[str, tuple[str, float, LabRecipe]]:
     """Every net a study may have chosen, as (layers, dropout, recipe): the searched ones and s8_8k, a class now."""
     nets = {name: (n.layers, n.dropout, LAB_RECIPES[name]) for name, n in SEARCHED.items()}
-    course = {name: (n.layers, n.dropout, recipe_from_dict(asdict(RECIPES[name]))) for name, n in LEGACY.items()}
+    course = {name: (n.layers, n.dropout, recipe_from_dict(asdict(RECIPES[name]))) for name, n in COURSE_LAYERS.items()}
     return nets | course
 
 
@@ -330,7 +330,7 @@ def models_table() -> str:
             if getattr(recipe, "teacher", "")
             else ""
         )
-        net = SEARCHED.get(name) or LEGACY[name]
+        net = SEARCHED.get(name) or COURSE_LAYERS[name]
         rows.append(f"| `{name}` | {count_parameters(net()):,} | < {net.budget:,} | {net.about}{taught} |")
     return "\n".join(["| name | parameters | budget | design |", "|---|---|---|---|", *rows])
 

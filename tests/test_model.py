@@ -3,7 +3,7 @@ import torch
 from conftest import build
 
 from lab import report
-from lab.nets import LEGACY, SEARCHED, Net, Repeat, Residual
+from lab.nets import COURSE_LAYERS, SEARCHED, Net, Repeat, Residual
 from model import MODELS, count_parameters
 from train import spec
 from utils import UserError, load_weights, receptive_field_table
@@ -29,10 +29,10 @@ def test_no_two_models_claim_a_budget_that_no_study_decides():
     assert len(set(budgets)) == len(budgets)
 
 
-@pytest.mark.parametrize("name", list(LEGACY))
+@pytest.mark.parametrize("name", list(COURSE_LAYERS))
 def test_each_course_class_is_the_layer_string_net_it_replaces(name, tmp_path):
     """Same parameter count, and with the old net's saved weights the same output on a fixed input."""
-    old, new = LEGACY[name](), MODELS[name]()
+    old, new = COURSE_LAYERS[name](), MODELS[name]()
     assert count_parameters(new) == count_parameters(old)
     torch.manual_seed(1)
     for module in old.modules():  # weights and BatchNorm statistics unlike any default
@@ -49,11 +49,11 @@ def test_each_course_class_is_the_layer_string_net_it_replaces(name, tmp_path):
         load_weights(MODELS["s7_10k" if name == "s6" else "s6"](), tmp_path / "old.safetensors")
 
 
-@pytest.mark.parametrize("name", list(LEGACY))
+@pytest.mark.parametrize("name", list(COURSE_LAYERS))
 def test_a_course_class_draws_the_same_initial_weights_as_the_net_it_replaces(name):
     """A seed gives the same start either way, so the published runs of the old nets are runs of the classes."""
     torch.manual_seed(0)
-    old = list(LEGACY[name]().state_dict().values())
+    old = list(COURSE_LAYERS[name]().state_dict().values())
     torch.manual_seed(0)
     assert all(torch.equal(a, b) for a, b in zip(old, MODELS[name]().state_dict().values(), strict=True))
 
