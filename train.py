@@ -112,6 +112,12 @@ RECIPES: dict[str, Recipe] = {
         label_smoothing=0.05,
         cycle_momentum=False,
     ),
+    # The stage-2 winner of results/validation/course/budget-20000.json (trial 16), the values as its search drew them.
+    "s9_20k": Recipe(
+        lr=0.06320569388421397,
+        nesterov=True,
+        augment=Augment(degrees=12.546757621086103, translate=0.05, scale=0.04686908980787819, p=0.7773774496407934),
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw")

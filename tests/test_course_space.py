@@ -104,3 +104,21 @@ def test_the_committed_course_studies_drew_their_nets_from_this_space():
                 continue
             layers, _, recipe = course_space.suggest_course(optuna.trial.FixedTrial(t["suggested"]), study["budget"])
             assert layers == t.get("layers") and sweep.recipe_from_dict(t["recipe"]) == recipe, t["number"]
+
+
+def test_each_course_budget_with_a_decided_study_is_answered_by_its_winner():
+    """The first net of a budget's course row is stage 2's winner: the same layers, dropout and recipe."""
+    from dataclasses import asdict
+
+    from lab.nets import COURSE_LAYERS
+    from lab.report import COURSE
+    from train import RECIPES
+
+    for path in sorted((ROOT / "results" / "validation" / "course").glob("budget-*.json")):
+        study = json.loads(path.read_text())
+        won = study.get("winner")
+        if won is None or study["budget"] not in COURSE:
+            continue
+        name = COURSE[study["budget"]][0]
+        assert (COURSE_LAYERS[name].layers, COURSE_LAYERS[name].dropout) == (won["layers"], won["suggested"]["dropout"])
+        assert sweep.recipe_from_dict(asdict(RECIPES[name])) == sweep.recipe_from_dict(won["recipe"]), name
