@@ -20,7 +20,7 @@ the whole study. After every trial the whole study is exported to `<--out>/budge
 (runs/validation/ by default, git-ignored; the committed studies live in results/validation/):
 each trial's suggested values, net, recipe, parameter count,
 per-epoch validation accuracy and state (complete, pruned, rejected over budget, or failed when
-its worker died). Run the same command again to continue a study or to export it again.
+its worker died). Run the same command again to continue a study; `--export` only exports it.
 
 With `--teacher RECORD` (a train.py run of a bigger net made with the same `--val`; several records
 joined by commas teach as one, by the mean of their softened predictions), the study also draws
@@ -386,16 +386,44 @@ def rank(confirmed: dict, trial: dict, by: str = "mean") -> tuple[float, ...]:
 
 
 def winner(study: optuna.Study) -> int | None:
-    """Stage 2's winner (a trial number): the best drawn trial by the study's rank, once no finalist still waits
-    for a seed."""
+    """Stage 2's winner (a trial number): the best drawn trial by the study's rank among those with every seed,
+    once no drawn trial still waiting for a seed could overtake it (a public net never wins).
+
+    A finalist still waiting for seeds could at best score 100 % on each: under `--rank worst` its
+    worst seed so far bounds it, so one that has already dipped below the leader's worst is out.
+    """
     confirmed = confirmation(study)
-    seeds = [set(c["scores"]) for c in confirmed.values()]
-    if not seeds or any(s != set.union(*seeds) for s in seeds):
-        return None
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     by = study.user_attrs.get("rank", "mean")
-    drawn = [n for n in confirmed if "net" not in trials[int(n)].user_attrs]  # a public net stands beside, never wins
-    return int(max(drawn, key=lambda n: rank(confirmed[n], trials[int(n)].user_attrs, by))) if drawn else None
+    drawn = [n for n in confirmed if "net" not in trials[int(n)].user_attrs]
+    seeds = set().union(*(set(confirmed[n]["scores"]) for n in drawn))
+    done = [n for n in drawn if set(confirmed[n]["scores"]) == seeds]
+    if not done:
+        return None
+    leader = max(done, key=lambda n: rank(confirmed[n], trials[int(n)].user_attrs, by))
+    for n in set(drawn) - set(done):
+        scores = {**{seed: 100.0 for seed in seeds}, **confirmed[n]["scores"]}
+        best_case = {
+            "scores": scores,
+            "mean": statistics.mean(scores.values()),
+            "worst": min(confirmed[n]["scores"].values()),
+        }
+        if rank(best_case, trials[int(n)].user_attrs, by) >= rank(
+            confirmed[leader], trials[int(leader)].user_attrs, by
+        ):
+            return None
+    return int(leader)
+
+
+def wait_for_stage_1(study: optuna.Study, poll_s: float = 30.0) -> None:
+    """Hold a worker at the start of stage 2 until the other workers' stage-1 trials have finished, so that
+    every worker confirms the same finalists (a worker that went ahead once put the sixth best in stage 2
+    while the eventual winner was still training). A dead worker's trial is failed by its stale heartbeat."""
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        print(f"stage 2 waits for the stage-1 trials still running (checks every {poll_s:.0f} s)", flush=True)
+        STOP.check()
+        time.sleep(poll_s)
+        optuna.storages.fail_stale_trials(study)
 
 
 def trained(study: optuna.Study) -> int:
@@ -631,6 +659,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--confirm-seeds", type=int, nargs="+", default=[1, 2, 3], metavar="SEED", help="stage 2 seeds (default 1 2 3)"
     )
+    p.add_argument("--export", action="store_true", help="only export the study as it stands: train nothing")
     p.add_argument(
         "--best-with",
         nargs="+",
@@ -669,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     path = out / f"{study.study_name}.json"
+    if args.export:
+        export(study, path, args)
+        print(f"{trained(study)} trained trials in {study.study_name} exported to {path}")
+        return 0
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         export(study, path, args)
@@ -692,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         if trained(study) < args.trials:
             study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])
         if args.confirm:
+            wait_for_stage_1(study)
             confirm(study, args, device)
     except KeyboardInterrupt:  # Optuna has marked the trial in progress failed; the study keeps the rest
         export(study, path, args)

@@ -8,6 +8,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -389,3 +390,46 @@ def test_the_study_tool_without_its_packages_names_what_to_install():
     proc = subprocess.run([sys.executable, "-c", code, "--help"], cwd=ROOT, capture_output=True, text=True)
     assert_one_line_error(proc, "optuna is not installed", "pip install -r requirements-dev.txt")
     assert proc.returncode == 2
+
+
+def stage_2_study(finalists: dict[int, tuple[float, dict[int, float]]], named: tuple[int, ...] = ()) -> optuna.Study:
+    """An in-memory study ranked by the worst seed: per trial its stage-1 score and its stage-2 scores by seed."""
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("rank", "worst")
+    for number, (value, by_seed) in finalists.items():
+        attrs = {"params": 15_000, **({"net": "ref_19088"} if number in named else {})}
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+        for seed, score in by_seed.items():
+            study.set_user_attr(f"confirm:{number}:{seed}", {"score": score})
+    return study
+
+
+def test_stage_2_names_its_winner_once_no_finalist_still_waiting_could_overtake_it():
+    leader, runner_up = (99.50, {1: 99.46, 2: 99.48}), (99.40, {1: 99.44, 2: 99.50})
+    dipped = (99.52, {1: 99.44})  # its worst can only fall: below the leader's 99.46 already
+    assert sweep.winner(stage_2_study({0: leader, 1: runner_up, 2: dipped})) == 0
+    hopeful = (99.52, {1: 99.50})  # seed 2 still to come could keep it above 99.46
+    assert sweep.winner(stage_2_study({0: leader, 1: runner_up, 2: hopeful})) is None
+    public = (99.30, {1: 99.60})  # a public net waiting for a seed never holds the winner back
+    assert sweep.winner(stage_2_study({0: leader, 1: runner_up, 2: public}, named=(2,))) == 0
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # stale heartbeats, as sweep.main
+def test_stage_2_waits_for_the_stage_1_trials_other_workers_are_still_training():
+    study = optuna.create_study(direction="maximize")
+    running = study.ask()
+    threading.Timer(0.3, lambda: study.tell(running, 99.5)).start()
+    sweep.wait_for_stage_1(study, poll_s=0.05)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+
+
+def test_export_only_writes_the_study_as_it_stands_and_trains_nothing(synthetic_root, tmp_path):
+    args = ["--budget", "5000", "--trials", "2", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir",
+            str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
+    assert sweep.main(args) == 0
+    (tmp_path / "budget-5000.json").unlink()
+    assert sweep.main([*args[:3], "5", *args[4:], "--export"]) == 0  # asks for more trials, trains none
+    assert (
+        len([t for t in json.loads((tmp_path / "budget-5000.json").read_text())["trials"] if t["state"] != "waiting"])
+        == 2
+    )
