@@ -23,7 +23,7 @@ from lab.nets import COURSE_LAYERS, SEARCHED
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
 from lab.reference import SOURCES
-from model import MODELS, S6, count_parameters
+from model import MODELS, count_parameters
 from train import HERE, RECIPES, OneLineParser, atomic_write, spec
 from utils import UserError, first_line, format_rf_table, print_summary, receptive_field_table
 
@@ -211,15 +211,22 @@ def numbers(cpu: dict[str, dict], gpu: dict[str, dict]) -> dict[str, str]:
         accs = test_accs(nb)
         values |= {"notebook_device": nb["device"], "notebook_final": f"{accs[-1]:.2f} %"}
         values["notebook_last3"] = ", ".join(f"{a:.2f}" for a in accs[-3:]) + " %"
+    for path in sorted(COURSE_STUDIES.glob("budget-*.json")):
+        study = read_json(path, ("budget", "trials"))
+        if study.get("winner"):
+            worst = study["confirmation"][str(study["winner"]["number"])]["worst"]
+            values[f"course_{study['budget']}_worst"] = f"{worst:.2f} %"
+    versus = read_json(RESULTS / "bench-versus-cpu.json", ("reference", "models"))
+    values |= {f"{m}_speed": f"{r['faster_than_reference']:.2f}×" for m, r in versus["models"].items()}
     baseline = read_json(RESULTS / "gpu" / "baseline-seed0.json", RUN_KEYS)["config"]["recipe"]["augment"]
     values["baseline_augment"] = f"rotation up to ±{baseline['degrees']:g}°, shift up to {baseline['translate']:.0%}"
     return values
 
 
 def notebook() -> dict | None:
-    """The committed notebook run's numbers (lab/run_notebook.py --publish), if there is one."""
-    paths = sorted(RESULTS.glob("notebook-*.json"))
-    return read_json(paths[-1], ("model", "seed", "device", "epochs")) if paths else None
+    """The committed run of the notebook as it stands (lab/run_notebook.py --publish): of the < 20k net."""
+    path = RESULTS / f"notebook-{COURSE[20_000][0]}-seed0.json"
+    return read_json(path, ("model", "seed", "device", "epochs")) if path.exists() else None
 
 
 def plot_params_accuracy(runs: list[dict], path: Path) -> None:
@@ -483,8 +490,9 @@ def fill_numbers(text: str, values: dict[str, str]) -> str:
 
 def render_course(readme: str, cpu: dict[str, dict], gpu: dict[str, dict], earlier: dict[str, dict]) -> str:
     readme = replace_block(readme, "course", course_table(cpu, gpu, earlier))
-    readme = replace_block(readme, "summary", model_summary(S6()))
-    readme = replace_block(readme, "rf", format_rf_table(receptive_field_table(S6()), markdown=True))
+    notebook_net = spec(COURSE[20_000][0]).build()
+    readme = replace_block(readme, "summary", model_summary(notebook_net))
+    readme = replace_block(readme, "rf", format_rf_table(receptive_field_table(notebook_net), markdown=True))
     return fill_numbers(readme, numbers(cpu, gpu))
 
 

@@ -11,8 +11,10 @@ import torch
 from conftest import ROOT, assert_one_line_error, build, epoch_metrics
 
 import train as train_script
-from lab import run_notebook
+from lab import report, run_notebook
 from model import count_parameters
+
+NET = report.COURSE[20_000][0]  # the notebook's net: the < 20k net of the course
 
 
 def test_notebook_runs_headless_in_smoke_mode_and_matches_train_py(synthetic_root, tmp_path):
@@ -22,21 +24,21 @@ def test_notebook_runs_headless_in_smoke_mode_and_matches_train_py(synthetic_roo
 
     nb = nbformat.read(tmp_path / "smoke.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert f"Total params: {count_parameters(build('s6')):,}" in text and "within budget" in text
+    assert f"Total params: {count_parameters(build(NET)):,}" in text and "within budget" in text
     assert "global avg-pool" in text and "Test set: Average loss" in text
     assert "\r" not in text  # progress bars kept as their final frame only
     pictures = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert pictures == 4
-    for name in ("samples", "s6-curves", "s6-misclassified", "s6-confusion"):
+    for name in ("samples", f"{NET}-curves", f"{NET}-misclassified", f"{NET}-confusion"):
         assert (tmp_path / "images" / f"{name}.png").stat().st_size > 10_000
-    record = json.loads((tmp_path / "out" / "notebook-s6-seed0.json").read_text())
+    record = json.loads((tmp_path / "out" / f"notebook-{NET}-seed0.json").read_text())
     assert [e["epoch"] for e in record["epochs"]] == [1, 2]
 
     # the same run from the command line: the same steps, so the same numbers epoch for epoch
     # (on a GPU, where the notebook trains, up to the rounding of cuDNN's non-deterministic kernels)
     cli = ["--epochs", "2", "--subset", "256", "--data-dir", str(synthetic_root)]
     assert train_script.main([*cli, "--out", str(tmp_path / "cli")]) == 0
-    by_cli = json.loads((tmp_path / "cli" / "s6-seed0-subset256.json").read_text())
+    by_cli = json.loads((tmp_path / "cli" / f"{NET}-seed0-subset256.json").read_text())
     if torch.cuda.is_available():
         for ours, theirs in zip(epoch_metrics(record), epoch_metrics(by_cli), strict=True):
             assert ours.keys() == theirs.keys() and all(math.isclose(ours[k], theirs[k], rel_tol=1e-2) for k in ours)
@@ -44,14 +46,16 @@ def test_notebook_runs_headless_in_smoke_mode_and_matches_train_py(synthetic_roo
         assert epoch_metrics(record) == epoch_metrics(by_cli)
 
 
-def test_the_notebook_writes_out_train_pys_recipe_for_s6():
+def test_the_notebook_writes_out_train_pys_recipe_for_its_net():
     """The notebook spells the < 20k net's hyperparameters out for students; they must be train.py's."""
-    r = train_script.RECIPES["s6"]
+    r = train_script.RECIPES[NET]
     source = "\n".join(c.source for c in nbformat.read(run_notebook.NOTEBOOK, as_version=4).cells)
-    assert f"SGD(model.parameters(), lr={r.lr}, momentum={r.momentum})" in source and r.schedule == "step"
+    assert f"model = {type(build(NET)).__name__}().to(device)" in source
+    sgd = f"SGD(model.parameters(), lr={r.lr}, momentum={r.momentum}" + (", nesterov=True)" if r.nesterov else ")")
+    assert sgd in source and r.schedule == "step" and not r.weight_decay
     assert f"StepLR(optimizer, step_size={r.step_size}, gamma={r.gamma})" in source
-    assert f"Augment(degrees={r.augment.degrees:g}, translate={r.augment.translate})" in source
-    assert r.augment == train_script.Augment(degrees=r.augment.degrees, translate=r.augment.translate)
+    a = r.augment
+    assert f"Augment(degrees={a.degrees}, translate={a.translate}, scale={a.scale}, p={a.p})" in source
     assert f"batch_size={r.batch_size}" in source and r.precision == "fp32" and not r.label_smoothing
 
 
@@ -103,8 +107,8 @@ def test_pretrained_path_shows_the_published_run_without_training(real_root, tmp
     run_notebook.execute(overrides, tmp_path / "pretrained.ipynb", timeout=600)
     nb = nbformat.read(tmp_path / "pretrained.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    record = json.loads((ROOT / "results" / "s6-seed0.json").read_text())
+    record = json.loads((ROOT / "results" / f"{NET}-seed0.json").read_text())
     assert f"loaded the weights of: {record['command']}" in text
     assert f"final test accuracy: {record['epochs'][-1]['test_acc']:.2f} %" in text
     assert "Train:" not in text  # no epoch was trained
-    assert (tmp_path / "s6-confusion.png").stat().st_size > 10_000
+    assert (tmp_path / f"{NET}-confusion.png").stat().st_size > 10_000
