@@ -19,6 +19,7 @@ import contextlib
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -120,13 +121,18 @@ def execute(assignments: list[str], output: Path, timeout: int = 3600) -> nbform
     return nb
 
 
-def publish(commit: str) -> list[Path]:
-    """Copy the notebook's pictures into images/ and its numbers into results/, naming the command and commit."""
+def publish(commit: str, since: float) -> list[Path]:
+    """Copy the pictures and numbers this run wrote (modified at or after `since`) into images/ and results/,
+    naming the command and commit. What an earlier run left in the folder, of another net, stays there."""
+
+    def fresh(pattern: str) -> list[Path]:
+        return sorted(p for p in NOTEBOOK_OUT.glob(pattern) if p.stat().st_mtime >= since)
+
     written = []
-    for picture in sorted(NOTEBOOK_OUT.glob("*.png")):
+    for picture in fresh("*.png"):
         written.append(HERE / "images" / picture.name)
         atomic_write(written[-1], lambda f, p=picture: f.write(p.read_bytes()))
-    for path in sorted(NOTEBOOK_OUT.glob("notebook-*.json")):
+    for path in fresh("notebook-*.json"):
         record = {"command": "python -m lab.run_notebook --publish", "git_commit": commit}
         written.append(HERE / "results" / path.name)
         write_json(written[-1], {**record, **json.loads(path.read_text())})
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish and (args.set or args.output):
         p.error("--publish runs the notebook as it stands: no --set or --output")
     output = NOTEBOOK if args.publish else args.output or OUTPUT
-    commit = git_commit()  # the code the run starts from
+    commit, started = git_commit(), time.time()  # the code the run starts from; what it writes is newer
     try:
         if args.output is None:
             output.parent.mkdir(exist_ok=True)
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"executed notebook saved to {output}")
     if args.publish:
-        print("published: " + ", ".join(str(p.relative_to(HERE)) for p in publish(commit)))
+        print("published: " + ", ".join(str(p.relative_to(HERE)) for p in publish(commit, started)))
     return 0
 
 

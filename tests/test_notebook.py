@@ -2,8 +2,10 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -112,3 +114,22 @@ def test_pretrained_path_shows_the_published_run_without_training(real_root, tmp
     assert f"final test accuracy: {record['epochs'][-1]['test_acc']:.2f} %" in text
     assert "Train:" not in text  # no epoch was trained
     assert (tmp_path / f"{NET}-confusion.png").stat().st_size > 10_000
+
+
+def test_publishing_copies_only_what_this_run_wrote(tmp_path, monkeypatch):
+    out, here = tmp_path / "runs" / "notebook", tmp_path / "repo"
+    for folder in (out, here / "images", here / "results"):
+        folder.mkdir(parents=True)
+    monkeypatch.setattr(run_notebook, "NOTEBOOK_OUT", out)
+    monkeypatch.setattr(run_notebook, "HERE", here)
+    (out / "old-curves.png").write_bytes(b"an earlier run's, of another net")
+    (out / "notebook-old-seed0.json").write_text("{}")
+    old = time.time() - 3600
+    for stale in out.iterdir():
+        os.utime(stale, (old, old))
+    started = time.time() - 1
+    (out / "new-curves.png").write_bytes(b"this run's")
+    (out / "notebook-new-seed0.json").write_text('{"model": "new"}')
+    written = run_notebook.publish("abc", started)
+    assert sorted(p.name for p in written) == ["new-curves.png", "notebook-new-seed0.json"]
+    assert json.loads((here / "results" / "notebook-new-seed0.json").read_text())["git_commit"] == "abc"
