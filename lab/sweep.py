@@ -683,8 +683,9 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         out = writable_dir(args.out)
         data = DataConfig(args.data_dir, subset=args.subset, val=args.val)
-        make_loaders(data, device)  # bad data: fail now
-        if args.teacher:
+        if not args.export:  # exporting reads the database only
+            make_loaders(data, device)  # bad data: fail now
+        if args.teacher and not args.export:
             load_teacher(Recipe(teacher=args.teacher), data, device)  # a teacher that cannot teach: fail now
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -428,7 +428,8 @@ def test_export_only_writes_the_study_as_it_stands_and_trains_nothing(synthetic_
             str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
     assert sweep.main(args) == 0
     (tmp_path / "budget-5000.json").unlink()
-    assert sweep.main([*args[:3], "5", *args[4:], "--export"]) == 0  # asks for more trials, trains none
+    elsewhere = [*args[:3], "5", *args[4:-4], "--data-dir", str(tmp_path / "no-data"), *args[-2:], "--export"]
+    assert sweep.main(elsewhere) == 0  # asks for more trials, trains none, needs no data
     assert (
         len([t for t in json.loads((tmp_path / "budget-5000.json").read_text())["trials"] if t["state"] != "waiting"])
         == 2
