@@ -658,6 +658,16 @@ def git_commit() -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+def provenance(tool: str, argv: list[str], device: torch.device) -> dict[str, object]:
+    """What every record of a lab tool starts with: the command that made it, the commit, versions and device."""
+    return {
+        "command": shlex.join(["python", "-m", tool, *argv]),
+        "git_commit": git_commit(),
+        "versions": versions(),
+        "device": device_description(device),
+    }
+
+
 def versions() -> dict[str, str]:
     import platform
 

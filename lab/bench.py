@@ -47,14 +47,13 @@ from train import (
     HERE,
     OneLineParser,
     Spec,
-    git_commit,
     positive_int,
     prepare,
+    provenance,
     resolve_precision,
     searched,
     spec,
     train_steps,
-    versions,
     writable_dir,
     write_json,
 )
@@ -350,10 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     header = {
-        "command": shlex.join(["python", "-m", "lab.bench", *argv]), "git_commit": git_commit(), "versions": versions(),
-        "device": device_description(device), "warmup_batches": args.warmup, "timed_batches": args.batches,
+        **provenance("lab.bench", argv, device),
+        "warmup_batches": args.warmup,
+        "timed_batches": args.batches,
         "repeats": args.repeats,
-    }  # fmt: skip
+    }
     if args.versus:
         for name, r in result["models"].items():
             print(

@@ -37,6 +37,16 @@ DISTILL_WEIGHTS = [0.0, 0.5, 0.8]
 MAC_CAP = 2_000_000  # multiply-adds per image: keeps a CPU trial within a few minutes (s7_10k has 1.5 M)
 
 
+def draw_affine(trial: "optuna.Trial") -> dict[str, float]:
+    """The frontier rounds' affine augmentation: rotation, shift, zoom and the share of images it is applied to."""
+    return {
+        "degrees": trial.suggest_float("degrees", 5.0, 15.0),
+        "translate": trial.suggest_categorical("translate", [0.05, 0.1]),
+        "scale": trial.suggest_float("scale", 0.0, 0.15),
+        "p": trial.suggest_float("p", 0.5, 1.0),
+    }
+
+
 def layer_string(d1: int, d2: int, d3: int, kind: str, pad3: bool, residual: bool, head: str,
                  w1: int, w2: int, w3: int) -> str:  # fmt: skip
     """The net of this family with these depths and widths, as a `Net` layer string."""
@@ -90,10 +100,7 @@ def suggest_frontier(
         label_smoothing=trial.suggest_categorical("label_smoothing", [0.0, 0.05, 0.1]),
         batch_size=trial.suggest_categorical("batch_size", [32, 64, 128]),
         augment=Augment(
-            degrees=trial.suggest_float("degrees", 5.0, 15.0),
-            translate=trial.suggest_categorical("translate", [0.05, 0.1]),
-            scale=trial.suggest_float("scale", 0.0, 0.15),
-            p=trial.suggest_float("p", 0.5, 1.0),
+            **draw_affine(trial),
             brightness=trial.suggest_categorical("brightness", [0.0, 0.1, 0.25]),
             contrast=trial.suggest_categorical("contrast", [0.0, 0.1, 0.25]),
         ),

@@ -15,7 +15,6 @@ tests hold its arithmetic to `utils.train` with `torch.optim.SGD` and `engine.We
 The CLI trains each seed both ways on validation and records both, with their times.
 """
 
-import shlex
 import sys
 import time
 
@@ -26,16 +25,15 @@ from train import (
     OneLineParser,
     Run,
     fit,
-    git_commit,
     positive_int,
     prepare,
+    provenance,
     spec,
     train_steps,
-    versions,
     writable_dir,
     write_json,
 )
-from utils import DATA_DIR, DataConfig, NonFiniteLoss, UserError, device_description, memory_format, pick_device
+from utils import DATA_DIR, DataConfig, NonFiniteLoss, UserError, memory_format, pick_device
 
 
 class GraphStep:
@@ -188,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         path,
         {
-            "command": shlex.join(["python", "-m", "lab.graph", *argv]),
-            "git_commit": git_commit(),
-            "versions": versions(),
-            "device": device_description(device),
+            **provenance("lab.graph", argv, device),
             "model": args.model,
             "seeds": seeds,
         },

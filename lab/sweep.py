@@ -61,7 +61,7 @@ from torch import nn
 
 from lab.course_space import suggest_course
 from lab.engine import load_teacher
-from lab.frontier_space import suggest_frontier
+from lab.frontier_space import draw_affine, suggest_frontier
 from lab.nets import PLAIN, Net, Style, multiply_adds, stage
 from lab.recipes import LabRecipe as Recipe
 from lab.recipes import recipe_from_dict
@@ -156,12 +156,7 @@ def suggest(trial: optuna.Trial, teacher: str = "") -> tuple[str, float, Recipe]
         pct_start=trial.suggest_float("pct_start", 0.1, 0.3),
         anneal=trial.suggest_categorical("anneal", ["cos", "linear"]),
         batch_size=trial.suggest_categorical("batch_size", [32, 64, 128]),
-        augment=Augment(
-            degrees=trial.suggest_float("degrees", 5.0, 15.0),
-            translate=trial.suggest_categorical("translate", [0.05, 0.1]),
-            scale=trial.suggest_float("scale", 0.0, 0.15),
-            p=trial.suggest_float("p", 0.5, 1.0),
-        ),
+        augment=Augment(**draw_affine(trial)),
         ema=trial.suggest_categorical("ema", [0.0, 0.999]),
         precision="bf16",  # where the device has it: the same scores as fp32 on validation, faster
         teacher=teacher if distill else "",

@@ -8,15 +8,14 @@ study checks it: trained on the first 55,000 training images only. The record wr
 `<--out>/teacher-<N>-members.json` gives each member's validation accuracy and the ensemble's.
 """
 
-import shlex
 import sys
 
 import torch
 
 from lab.engine import Ensemble, load_teacher
 from lab.recipes import LabRecipe
-from train import OneLineParser, git_commit, positive_int, repo_path, versions, writable_dir, write_json
-from utils import DATA_DIR, DataConfig, UserError, device_description, make_loaders, pick_device, test
+from train import OneLineParser, positive_int, provenance, repo_path, writable_dir, write_json
+from utils import DATA_DIR, DataConfig, UserError, make_loaders, pick_device, test
 
 
 def score(teacher: str, data: DataConfig, device: torch.device) -> dict:
@@ -54,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             "teacher": teacher,
             **scored,
             "val": args.val,
-            "command": shlex.join(["python", "-m", "lab.teacher", *(sys.argv[1:] if argv is None else argv)]),
-            "git_commit": git_commit(),
-            "versions": versions(),
-            "device": device_description(device),
+            **provenance("lab.teacher", sys.argv[1:] if argv is None else argv, device),
         },
     )
     print(f"teacher of {len(scored['members'])}: {scored['val_acc']:.2f} % on validation -> {path}")
