@@ -42,6 +42,15 @@ SMOKE = {  # entry point -> its smoke command (after `python`), on the tiny synt
         "cpu",
     ],  # fmt: skip
     "lab.run_notebook": ["-m", "lab.run_notebook", "--set", "EPOCHS=1", "SUBSET=64"],
+    "lab.graph": ["-m", "lab.graph", "--model", "s8_8k", "--seeds", "0", "--epochs", "1", "--val", "64"],
+    "lab.teacher": [
+        "-m",
+        "lab.teacher",
+        "--teacher",
+        "results/validation/teachers/s6-seed0-val5000.json",
+        "--val",
+        "64",
+    ],
     "lab.report --check": ["-m", "lab.report", "--check"],
 }
 
@@ -70,7 +79,7 @@ def test_an_entry_points_smoke_run_leaves_git_status_clean(clone, synthetic_root
         env={**os.environ, "MNIST_ROOT": str(synthetic_root)},
     )
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.returncode == (1 if entry == "verify.py" else 0), proc.stderr[-2000:]
+    assert proc.returncode == {"verify.py": 1, "lab.teacher": 2}.get(entry, 0), proc.stderr[-2000:]
     assert git_status(clone) == ""
 
 
