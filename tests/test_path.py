@@ -29,7 +29,16 @@ def test_train_py_and_a_sweep_trial_of_the_same_net_and_recipe_reach_the_same_nu
     by_train = [e["val_acc"] for e in record(tmp_path, "s7_4k-seed0-val64-subset448")["epochs"]]
 
     trial = optuna.trial.FixedTrial({**sweep.REFERENCE, "ema": 0.999})
-    args = Namespace(budget=4000, commit="test", data_dir=str(synthetic_root), subset=448, val=64, epochs=2, teacher="")
+    args = Namespace(
+        budget=4000,
+        commit="test",
+        data_dir=str(synthetic_root),
+        subset=448,
+        val=64,
+        epochs=2,
+        teacher="",
+        space="frontier",
+    )
     score = sweep.objective(trial, args, torch.device("cpu"))
     assert trial.user_attrs["layers"] == "4p 4p 4p M 8p 8p 8p M 8p 8p 8p"
     assert trial.user_attrs["val_acc"] == by_train and score == min(by_train)
