@@ -319,6 +319,7 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
     trains it, and the others pass it by while the claim is fresh (CLAIM_TTL_S).
     """
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    study.set_user_attr("finalists", args.confirm)  # so that no winner is named before each has its seeds
     for trial in finalists(study, args.confirm):
         for seed in args.confirm_seeds:
             key, claimed = f"confirm:{trial.number}:{seed}", f"claim:{trial.number}:{seed}"
@@ -388,6 +389,8 @@ def winner(study: optuna.Study) -> int | None:
     worst seed so far bounds it, so one that has already dipped below the leader's worst is out.
     """
     confirmed = confirmation(study)
+    for t in finalists(study, study.user_attrs.get("finalists", 0)):  # those not begun yet wait for every seed
+        confirmed.setdefault(str(t.number), {"scores": {TRIAL_SEED: t.value}, "mean": t.value, "worst": t.value})
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     by = study.user_attrs.get("rank", "mean")
     drawn = [n for n in confirmed if "net" not in trials[int(n)].user_attrs]
@@ -695,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = out / f"{study.study_name}.json"
     if args.export:
+        if args.confirm:
+            study.set_user_attr("finalists", args.confirm)
         export(study, path, args)
         print(f"{trained(study)} trained trials in {study.study_name} exported to {path}")
         return 0

@@ -412,6 +412,9 @@ def test_stage_2_names_its_winner_once_no_finalist_still_waiting_could_overtake_
     assert sweep.winner(stage_2_study({0: leader, 1: runner_up, 2: hopeful})) is None
     public = (99.30, {1: 99.60})  # a public net waiting for a seed never holds the winner back
     assert sweep.winner(stage_2_study({0: leader, 1: runner_up, 2: public}, named=(2,))) == 0
+    study = stage_2_study({0: leader, 1: runner_up, 2: (99.56, {})})  # a finalist whose stage 2 has not begun
+    study.set_user_attr("finalists", 3)
+    assert sweep.winner(study) is None
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # stale heartbeats, as sweep.main
