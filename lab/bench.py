@@ -104,10 +104,9 @@ class Batches:
         return itertools.islice(self.batches, self.n)
 
 
-def path_timer(model: str, data: DataConfig, device: torch.device, precision: str, warmup: int) -> Callable:
-    """A function that trains `n` more batches of one prepared run and returns seconds per batch."""
-    found = design(model)
-    run = prepare(found.build, found.recipe, data, 1, device, precision)
+def path_timer(net: Spec, data: DataConfig, device: torch.device, precision: str, warmup: int) -> Callable:
+    """A function that trains `n` more batches of one prepared run of `net` and returns seconds per batch."""
+    run = prepare(net.build, net.recipe, data, 1, device, precision)
     batches = iter_forever(run.train_loader)
 
     def step(n: int) -> float:
@@ -193,7 +192,7 @@ def compare(args, device: torch.device) -> dict:
     for model in args.models:
         recipe = spec(model).recipe
         data = DataConfig(args.data_dir, recipe.batch_size, augment=recipe.augment)
-        paths = {p: path_timer(model, data, device, p, args.warmup) for p in ("fp32", "auto")}
+        paths = {p: path_timer(spec(model), data, device, p, args.warmup) for p in ("fp32", "auto")}
         times = alternate(paths, args.batches, args.repeats, model)
         median = {p: statistics.median(t) for p, t in times.items()}
         entry = {
@@ -236,16 +235,16 @@ def design(name: str) -> Spec:
 
 def versus(args, device: torch.device) -> dict:
     """Each model's training time per image against the reference's, on their own recipes, taking turns."""
-    names = list(dict.fromkeys([args.versus, *args.models]))
-    timers, batch = {}, {}
-    for name in names:
-        recipe = design(name).recipe
-        batch[name] = recipe.batch_size
-        timers[name] = path_timer(name, DataConfig(args.data_dir, recipe.batch_size, augment=recipe.augment), device,
-                                  "auto", args.warmup)  # fmt: skip
+    nets = {name: design(name) for name in dict.fromkeys([args.versus, *args.models])}  # each study read once
+    batch = {name: net.recipe.batch_size for name, net in nets.items()}
+    timers = {
+        name: path_timer(net, DataConfig(args.data_dir, batch[name], augment=net.recipe.augment), device, "auto",
+                         args.warmup)
+        for name, net in nets.items()
+    }  # fmt: skip
     times = alternate(timers, args.batches, args.repeats, "versus")
     per_image = {name: statistics.median(t) / batch[name] for name, t in times.items()}
-    macs = {name: multiply_adds(design(name).build()) for name in names}
+    macs = {name: multiply_adds(net.build()) for name, net in nets.items()}
     return {
         "reference": args.versus,
         "models": {
@@ -256,7 +255,7 @@ def versus(args, device: torch.device) -> dict:
                 "multiply_adds": macs[name],
                 "multiply_adds_ratio": macs[args.versus] / macs[name],
             }
-            for name in names
+            for name in nets
         },
     }
 
@@ -266,7 +265,9 @@ def loaders(args, device: torch.device) -> dict:
     recipe = spec(args.model).recipe
     batch_size = args.batch_size or recipe.batch_size
     data = DataConfig(args.data_dir, batch_size, augment=recipe.augment)
-    timers = {kind: path_timer(args.model, replace(data, loader=kind), device, "auto", args.warmup) for kind in LOADERS}
+    timers = {
+        kind: path_timer(spec(args.model), replace(data, loader=kind), device, "auto", args.warmup) for kind in LOADERS
+    }
     times = alternate(timers, args.batches, args.repeats, args.model)
     rates = {kind: [batch_size / s for s in t] for kind, t in times.items()}
     median = {kind: statistics.median(r) for kind, r in rates.items()}
