@@ -43,8 +43,12 @@ class WeightAverage:
     def update(self) -> None:
         """Fold the live model's current weights into the average (call after every optimizer step)."""
         self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(*self._floats, 1 - decay)
+        self.fold(1 - min(self.decay, (1 + self.updates) / (10 + self.updates)))
+
+    @torch.no_grad()
+    def fold(self, weight: float | torch.Tensor) -> None:
+        """Move the average `weight` of the way to the live weights; a tensor weight stays on the device."""
+        torch._foreach_lerp_(*self._floats, weight)
         if self._counters:
             torch._foreach_copy_(*self._counters)
 

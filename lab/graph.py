@@ -89,10 +89,7 @@ class GraphStep:
             average = run.average
             if average is not None:
                 self.updates += 1
-                decay = torch.clamp((1 + self.updates) / (10 + self.updates), max=average.decay)
-                torch._foreach_lerp_(*average._floats, 1 - decay)
-                if average._counters:
-                    torch._foreach_copy_(*average._counters)
+                average.fold(1 - torch.clamp((1 + self.updates) / (10 + self.updates), max=average.decay))
         loss = loss.detach()
         self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(loss), self.batch, self.first_bad))
         self.batch += 1
