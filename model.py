@@ -5,6 +5,7 @@
     S8_8k     < 8,000: padded, with two residual shortcuts and separable convolutions (7,104)
     S9_20k    < 20,000: the notebook's net, searched for holding on every seed and for speed (15,080)
     S9_10k    < 10,000: searched the same way (8,173)
+    S9_8k     < 8,000: searched the same way (5,901)
     Baseline  the 593,200-parameter "before" net the course starts from
 
 Every budgeted net is convolution -> BatchNorm -> ReLU (-> Dropout after the first pool), two
@@ -214,6 +215,47 @@ class S9_10k(nn.Module):  # named as its runs are: s9_10k
         return self.gap(self.head(x)).flatten(1)
 
 
+class S9_8k(nn.Module):  # named as its runs are: s9_8k
+    """< 8k, chosen like S9_20k: two padded convolutions at full size, a pool, two at 14 px, a pool, two
+    unpadded ones at 7 -> 5 -> 3 px, without shortcuts: all five finalists of its study were this
+    plain net, with different recipes.
+
+    Chosen by the course search in `lab/` (its budget-8000 study).
+    """
+
+    budget = 8_000
+    widths = (6, 13, 13)  # the first stage, the middle one, the last one
+
+    def __init__(self, dropout: float = 0.01944987065269209) -> None:  # the value the search drew
+        super().__init__()
+        c1, c2, c3 = self.widths
+        self.conv1 = nn.Conv2d(1, c1, 3, padding=1, bias=False)  # 28, RF 3
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c1, 3, padding=1, bias=False)  # 28, RF 5; max-pool -> 14, RF 6
+        self.bn2 = nn.BatchNorm2d(c1)
+        self.conv3 = nn.Conv2d(c1, c2, 3, padding=1, bias=False)  # 14, RF 10
+        self.bn3 = nn.BatchNorm2d(c2)
+        self.conv4 = nn.Conv2d(c2, c2, 3, padding=1, bias=False)  # 14, RF 14; max-pool -> 7, RF 16
+        self.bn4 = nn.BatchNorm2d(c2)
+        self.conv5 = nn.Conv2d(c2, c3, 3, bias=False)  # 7 -> 5, RF 24
+        self.bn5 = nn.BatchNorm2d(c3)
+        self.conv6 = nn.Conv2d(c3, c3, 3, bias=False)  # 5 -> 3, RF 32
+        self.bn6 = nn.BatchNorm2d(c3)
+        self.head = nn.Conv2d(c3, 10, 1, bias=False)  # 1x1 to 10 maps, then GAP over 3x3 -> 10 logits
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.pool(F.relu(self.bn2(self.conv2(x))))
+        x = self.dropout(F.relu(self.bn3(self.conv3(x))))
+        x = self.pool(self.dropout(F.relu(self.bn4(self.conv4(x)))))
+        x = self.dropout(F.relu(self.bn5(self.conv5(x))))
+        x = self.dropout(F.relu(self.bn6(self.conv6(x))))
+        return self.gap(self.head(x)).flatten(1)
+
+
 MODELS: dict[str, type[nn.Module]] = {
     "baseline": Baseline,
     "s6": S6,
@@ -221,6 +263,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "s8_8k": S8_8k,
     "s9_20k": S9_20k,
     "s9_10k": S9_10k,
+    "s9_8k": S9_8k,
 }
 
 

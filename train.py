@@ -130,6 +130,16 @@ RECIPES: dict[str, Recipe] = {
         label_smoothing=0.05,
         cycle_momentum=False,
     ),
+    # The stage-2 winner of results/validation/course/budget-8000.json (trial 26), the values as its search drew them.
+    "s9_8k": Recipe(
+        lr=0.21018841177821865,
+        schedule="onecycle",
+        pct_start=0.1897485769302532,
+        augment=Augment(degrees=1.6477727507364197, translate=0.05, scale=0.06343593361301092, p=0.8989260375945748),
+        weight_decay=0.0001,
+        label_smoothing=0.05,
+        cycle_momentum=False,
+    ),
 }
 SCHEDULES = ("step", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw")
