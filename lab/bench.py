@@ -190,9 +190,10 @@ def compare(args, device: torch.device) -> dict:
     """Per model: the default path against the fp32 reference (and, with --levers, the bare levers)."""
     results = {}
     for model in args.models:
-        recipe = spec(model).recipe
+        net = spec(model)
+        recipe = net.recipe
         data = DataConfig(args.data_dir, recipe.batch_size, augment=recipe.augment)
-        paths = {p: path_timer(spec(model), data, device, p, args.warmup) for p in ("fp32", "auto")}
+        paths = {p: path_timer(net, data, device, p, args.warmup) for p in ("fp32", "auto")}
         times = alternate(paths, args.batches, args.repeats, model)
         median = {p: statistics.median(t) for p, t in times.items()}
         entry = {
@@ -262,12 +263,11 @@ def versus(args, device: torch.device) -> dict:
 
 def loaders(args, device: torch.device) -> dict:
     """Images/s of the fast (on-device) and the classic (torchvision DataLoader) loader, same model and path."""
-    recipe = spec(args.model).recipe
+    net = spec(args.model)
+    recipe = net.recipe
     batch_size = args.batch_size or recipe.batch_size
     data = DataConfig(args.data_dir, batch_size, augment=recipe.augment)
-    timers = {
-        kind: path_timer(spec(args.model), replace(data, loader=kind), device, "auto", args.warmup) for kind in LOADERS
-    }
+    timers = {kind: path_timer(net, replace(data, loader=kind), device, "auto", args.warmup) for kind in LOADERS}
     times = alternate(timers, args.batches, args.repeats, args.model)
     rates = {kind: [batch_size / s for s in t] for kind, t in times.items()}
     median = {kind: statistics.median(r) for kind, r in rates.items()}
