@@ -216,6 +216,11 @@ def numbers(cpu: dict[str, dict], gpu: dict[str, dict]) -> dict[str, str]:
         if study.get("winner"):
             worst = study["confirmation"][str(study["winner"]["number"])]["worst"]
             values[f"course_{study['budget']}_worst"] = f"{worst:.2f} %"
+        for trial in study["trials"]:  # the public nets beside the drawn ones: their stage-2 scores
+            scores = study.get("confirmation", {}).get(str(trial["number"]))
+            if trial.get("net") in SOURCES and scores:
+                values[f"{trial['net']}_val_worst"] = f"{scores['worst']:.2f} %"
+                values[f"{trial['net']}_val_seeds"] = str(len(scores["scores"]))
     versus = read_json(RESULTS / "bench-versus-cpu.json", ("reference", "models"))
     values |= {f"{m}_speed": f"{r['faster_than_reference']:.2f}×" for m, r in versus["models"].items()}
     baseline = read_json(RESULTS / "gpu" / "baseline-seed0.json", RUN_KEYS)["config"]["recipe"]["augment"]
