@@ -220,7 +220,6 @@ def numbers(cpu: dict[str, dict], gpu: dict[str, dict]) -> dict[str, str]:
             scores = study.get("confirmation", {}).get(str(trial["number"]))
             if trial.get("net") in SOURCES and scores:
                 values[f"{trial['net']}_val_worst"] = f"{scores['worst']:.2f} %"
-                values[f"{trial['net']}_val_seeds"] = str(len(scores["scores"]))
     versus = read_json(RESULTS / "bench-versus-cpu.json", ("reference", "models"))
     values |= {f"{m}_speed": f"{r['faster_than_reference']:.2f}×" for m, r in versus["models"].items()}
     baseline = read_json(RESULTS / "gpu" / "baseline-seed0.json", RUN_KEYS)["config"]["recipe"]["augment"]
@@ -522,7 +521,7 @@ def render_lab(
     }
     for name, body in blocks.items():
         readme = replace_block(readme, name, body)
-    return readme
+    return fill_numbers(readme, numbers(summary, gpu))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,15 @@ def test_numbers_in_sentences_come_from_the_results_and_an_unknown_name_is_an_er
         report.fill_numbers(text, {})
 
 
+def test_the_lab_readme_names_its_numbers_from_the_results_too():
+    """A number typed into a sentence of lab/README.md is replaced by the results' own, as in the course README."""
+    readme = (report.HERE / "lab" / "README.md").read_text()
+    typed = readme.replace("<!-- v:course_8000_worst -->", "<!-- v:course_8000_worst -->12.34 %", 1)
+    cpu = report.summarize(report.load_runs())
+    rendered = report.render_lab(typed, cpu, {}, {}, [])
+    assert "12.34 %" not in rendered and "<!-- v:course_8000_worst -->" in rendered
+
+
 def test_the_baseline_augmentation_is_read_from_its_record():
     record = json.loads((report.GPU / "baseline-seed0.json").read_text())["config"]["recipe"]["augment"]
     assert f"±{record['degrees']:g}°" in report.numbers({}, {})["baseline_augment"]
