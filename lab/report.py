@@ -492,16 +492,23 @@ def fill_numbers(text: str, values: dict[str, str]) -> str:
     return re.sub(r"<!-- v:(\w+) -->.*?<!-- /v -->", value, text)
 
 
-def render_course(readme: str, cpu: dict[str, dict], gpu: dict[str, dict], earlier: dict[str, dict]) -> str:
+def render_course(
+    readme: str, cpu: dict[str, dict], gpu: dict[str, dict], earlier: dict[str, dict], values: dict[str, str]
+) -> str:
     readme = replace_block(readme, "course", course_table(cpu, gpu, earlier))
     notebook_net = spec(COURSE[20_000][0]).build()
     readme = replace_block(readme, "summary", model_summary(notebook_net))
     readme = replace_block(readme, "rf", format_rf_table(receptive_field_table(notebook_net), markdown=True))
-    return fill_numbers(readme, numbers(cpu, gpu))
+    return fill_numbers(readme, values)
 
 
 def render_lab(
-    readme: str, summary: dict[str, dict], gpu: dict[str, dict], earlier: dict[str, dict], superseded: list[dict]
+    readme: str,
+    summary: dict[str, dict],
+    gpu: dict[str, dict],
+    earlier: dict[str, dict],
+    superseded: list[dict],
+    values: dict[str, str],
 ) -> str:
     blocks = {
         "goals": goal_table(summary),
@@ -521,7 +528,7 @@ def render_lab(
     }
     for name, body in blocks.items():
         readme = replace_block(readme, name, body)
-    return fill_numbers(readme, numbers(summary, gpu))
+    return fill_numbers(readme, values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -532,9 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs, gpu_runs, superseded = load_runs(), load_runs(GPU), load_superseded()
         cpu, gpu, earlier = summarize(runs), summarize(gpu_runs), summarize(load_runs(EARLIER_CPU))
+        values = numbers(cpu, gpu)  # the named numbers of both READMEs' sentences
         new = {
-            course_path: render_course(course_path.read_text(), cpu, gpu, earlier),
-            lab_path: render_lab(lab_path.read_text(), cpu, gpu, earlier, superseded),
+            course_path: render_course(course_path.read_text(), cpu, gpu, earlier, values),
+            lab_path: render_lab(lab_path.read_text(), cpu, gpu, earlier, superseded, values),
             summary_path: json.dumps({"cpu": cpu, "gpu": gpu}, indent=1) + "\n",
         }
     except (UserError, OSError) as err:
