@@ -12,6 +12,7 @@ import contextlib
 import functools
 import io
 import json
+import os
 import re
 import statistics
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from lab.nets import COURSE_LAYERS, SEARCHED
+from lab.nets import COURSE_LAYERS, SEARCHED, multiply_adds
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
 from lab.reference import SOURCES
@@ -42,6 +43,7 @@ GPU = RESULTS / "gpu"  # runs made on a lent CUDA GPU (lab/gpu), kept apart from
 ALONE = "cpu (2 threads)"  # a run made alone on the 2-core CPU: the one whose time counts
 STUDIES, STUDIES_II = RESULTS / "validation", RESULTS / "validation" / "frontier-ii"
 COURSE_STUDIES, STUDIES_III = STUDIES / "course", STUDIES / "frontier-iii"  # lab.sweep --space course / frontier-iii
+TEACHERS = STUDIES / "teachers"  # the teachers' member runs (--val 5000) and lab.teacher's scores of them
 PRECISION = STUDIES / "precision"  # the same recipe and seeds in bf16 and in fp32, on validation
 # Superseded designs keep their runs in results/superseded/<folder>/ under the name they were run as; each is
 # shown under a name of its own. Runs in earlier-cpu/ are the same designs run on an earlier CPU.
@@ -386,6 +388,21 @@ def stage2_table(folder: Path) -> str:
     return "\n".join(rows)
 
 
+def teachers_table() -> str:
+    """Each scored teacher (`lab.teacher`): its members' validation accuracy and the whole's, and what one
+    forward pass costs, since a distilling trial pays it on every batch."""
+    rows = ["| teacher | members, each on validation | together on validation | multiply-adds per image |",
+            "|---|---|---|---|"]  # fmt: skip
+    for path in sorted(TEACHERS.glob("teacher-*-members.json"), key=lambda p: int(p.stem.split("-")[1])):
+        scored = read_json(path, ("members", "val_acc"))
+        models = [read_json(HERE / m["record"], ("model",))["model"] for m in scored["members"]]
+        each = ", ".join(f"`{name}` {m['val_acc']:.2f} %" for name, m in zip(models, scored["members"], strict=True))
+        cost = sum(multiply_adds(spec(name).build()) for name in models)
+        link = f"[`{path.name}`]({Path(os.path.relpath(path, HERE / 'lab')).as_posix()})"  # from lab/README.md
+        rows.append(f"| {link} | {each} | {scored['val_acc']:.2f} % | {cost:,} |")
+    return "\n".join(rows)
+
+
 def bench_table(pattern: str, key: str, cells: Callable[[dict, dict], list[str]], head: list[str]) -> str:
     """One row per measured model of the bench files matching `pattern` (results/bench-*.json)."""
     rows = []
@@ -521,6 +538,7 @@ def render_lab(
         "stage2": stage2_table(STUDIES_II),
         "course_stage2": stage2_table(COURSE_STUDIES),
         "stage2_iii": stage2_table(STUDIES_III),
+        "teachers": teachers_table(),
         "speed": speed_tables(),
         "precision": precision_table(),
         "gpu": summary_table(gpu),

@@ -111,3 +111,21 @@ def test_the_models_table_names_the_teacher_of_a_distilled_net(monkeypatch):
     recipe = replace(RECIPES["s7_3k"], teacher="results/validation/teachers/s6-seed0-val5000.json", distill_weight=0.5)
     monkeypatch.setitem(RECIPES, "s7_3k", recipe)
     assert row().endswith("50% of the loss from `results/validation/teachers/s6-seed0-val5000.json` |")
+
+
+def test_the_teachers_table_gives_each_teacher_its_members_scores_and_forward_cost(tmp_path, monkeypatch):
+    from lab.nets import multiply_adds
+    from train import spec
+
+    monkeypatch.setattr(report, "TEACHERS", tmp_path)
+    members = []
+    for model, acc in (("s9_20k", 99.54), ("s9_8k", 99.5)):
+        write(tmp_path, f"{model}-seed0-val5000.json", {"model": model})
+        members.append({"record": str(tmp_path / f"{model}-seed0-val5000.json"), "val_acc": acc})
+    write(tmp_path, "teacher-2-members.json", {"members": members, "val_acc": 99.6})
+    row = report.teachers_table().splitlines()[-1]
+    cost = multiply_adds(spec("s9_20k").build()) + multiply_adds(spec("s9_8k").build())
+    assert row.endswith(f"| `s9_20k` 99.54 %, `s9_8k` 99.50 % | 99.60 % | {cost:,} |")
+    (tmp_path / "s9_8k-seed0-val5000.json").write_text("{damaged")
+    with pytest.raises(report.UserError, match="s9_8k-seed0-val5000.json"):
+        report.teachers_table()
