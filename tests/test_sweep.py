@@ -426,6 +426,25 @@ def test_stage_2_waits_for_the_stage_1_trials_other_workers_are_still_training()
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
 
 
+def test_a_joining_worker_waits_until_the_creator_has_taken_the_first_queued_trial():
+    """Two workers popping the queue at once could both take the queued trial; the joiner lets the creator go first."""
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({}, user_attrs={"net": "s8_5k"})
+    taken = []
+    threading.Timer(0.3, lambda: taken.append(study.ask())).start()  # the creator takes it
+    started = time.monotonic()
+    sweep.let_the_creator_take_first(study, new=False, poll_s=0.05, limit_s=30)
+    assert taken and 0.25 < time.monotonic() - started < 10
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
+    started = time.monotonic()
+    sweep.let_the_creator_take_first(optuna.create_study(), new=False, poll_s=0.05, limit_s=30)  # nothing queued
+    queued = optuna.create_study()
+    queued.enqueue_trial({})
+    sweep.let_the_creator_take_first(queued, new=True, poll_s=0.05, limit_s=30)  # the creator never waits
+    sweep.let_the_creator_take_first(queued, new=False, poll_s=0.05, limit_s=0.2)  # a dead creator's queue
+    assert time.monotonic() - started < 5
+
+
 def test_export_only_writes_the_study_as_it_stands_and_trains_nothing(synthetic_root, tmp_path):
     args = ["--budget", "5000", "--trials", "2", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir",
             str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
