@@ -391,14 +391,15 @@ def stage2_table(folder: Path) -> str:
 def teachers_table() -> str:
     """Each scored teacher (`lab.teacher`): its members' validation accuracy and the whole's, and what one
     forward pass costs, since a distilling trial pays it on every batch."""
-    rows = ["| teacher | members, each on validation | together on validation | multiply-adds per image |",
+    rows = ["| teacher (its record) | members, each on validation | together on validation | multiply-adds per image |",
             "|---|---|---|---|"]  # fmt: skip
-    for path in sorted(TEACHERS.glob("teacher-*-members.json"), key=lambda p: int(p.stem.split("-")[1])):
+    for path in sorted(TEACHERS.glob("teacher-*.json"), key=lambda p: (p.stem.count("-and-"), p.stem)):
         scored = read_json(path, ("members", "val_acc"))
         models = [read_json(HERE / m["record"], ("model",))["model"] for m in scored["members"]]
         each = ", ".join(f"`{name}` {m['val_acc']:.2f} %" for name, m in zip(models, scored["members"], strict=True))
         cost = sum(multiply_adds(spec(name).build()) for name in models)
-        link = f"[`{path.name}`]({Path(os.path.relpath(path, HERE / 'lab')).as_posix()})"  # from lab/README.md
+        where = Path(os.path.relpath(path, HERE / "lab")).as_posix()  # a link from lab/README.md
+        link = f"[{len(models)} net{'s' if len(models) > 1 else ''}]({where})"
         rows.append(f"| {link} | {each} | {scored['val_acc']:.2f} % | {cost:,} |")
     return "\n".join(rows)
 

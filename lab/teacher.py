@@ -5,10 +5,12 @@
 A teacher is one train.py run record made with `--val 5000`, or several joined by commas, which teach
 as one by the mean of their softened predictions (`engine.Ensemble`). Each member is checked as a
 study checks it: trained on the first 55,000 training images only. The record written to
-`<--out>/teacher-<N>-members.json` gives each member's validation accuracy and the ensemble's.
+`<--out>/teacher-<member>-and-<member>....json` (each member's record name, less its `-val<N>`) gives
+each member's validation accuracy and the ensemble's.
 """
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -30,6 +32,12 @@ def score(teacher: str, data: DataConfig, device: torch.device) -> dict:
     return {"members": each, "val_acc": test(model, device, val_loader, split)["acc"]}
 
 
+def record_name(teacher: str, val: int) -> str:
+    """The score's file name, from its members' records: one per teacher, however many members it has."""
+    stems = [Path(record).stem.removesuffix(f"-val{val}") for record in teacher.split(",")]
+    return f"teacher-{'-and-'.join(stems)}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description="Validation accuracy of a teacher: one run record, or several joined by commas.")
     p.add_argument("--teacher", required=True, metavar="RECORD[,RECORD...]")
@@ -46,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    path = out / f"teacher-{len(scored['members'])}-members.json"
+    path = out / record_name(teacher, args.val)
     write_json(
         path,
         {

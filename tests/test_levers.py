@@ -102,3 +102,14 @@ def test_the_teacher_tool_refuses_a_member_that_saw_the_validation_images(capsys
     assert teacher.main(["--teacher", "results/s6-seed0.json", "--data-dir", "nowhere", "--out", "runs"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trained with --val 0" in err
+
+
+def test_each_teacher_is_scored_into_a_file_of_its_own_named_after_its_members():
+    from lab import teacher
+
+    t = "results/validation/teachers"
+    ensemble = f"{t}/s9_20k-seed0-val5000.json,{t}/s9_20k-seed1-val5000.json,{t}/s9_20k-seed2-val5000.json"
+    assert teacher.record_name(ensemble, 5000) == "teacher-s9_20k-seed0-and-s9_20k-seed1-and-s9_20k-seed2.json"
+    other = f"{t}/s9_20k-seed0-val5000.json,{t}/s9_8k-seed0-val5000.json,{t}/s9_10k-seed0-val5000.json"
+    assert teacher.record_name(other, 5000) != teacher.record_name(ensemble, 5000)  # as many members, another name
+    assert teacher.record_name(f"{t}/s6-seed0-val5000.json", 5000) == "teacher-s6-seed0.json"

@@ -122,7 +122,7 @@ def test_the_teachers_table_gives_each_teacher_its_members_scores_and_forward_co
     for model, acc in (("s9_20k", 99.54), ("s9_8k", 99.5)):
         write(tmp_path, f"{model}-seed0-val5000.json", {"model": model})
         members.append({"record": str(tmp_path / f"{model}-seed0-val5000.json"), "val_acc": acc})
-    write(tmp_path, "teacher-2-members.json", {"members": members, "val_acc": 99.6})
+    write(tmp_path, "teacher-s9_20k-seed0-and-s9_8k-seed0.json", {"members": members, "val_acc": 99.6})
     row = report.teachers_table().splitlines()[-1]
     cost = multiply_adds(spec("s9_20k").build()) + multiply_adds(spec("s9_8k").build())
     assert row.endswith(f"| `s9_20k` 99.54 %, `s9_8k` 99.50 % | 99.60 % | {cost:,} |")
