@@ -43,7 +43,9 @@ GPU = RESULTS / "gpu"  # runs made on a lent CUDA GPU (lab/gpu), kept apart from
 ALONE = "cpu (2 threads)"  # a run made alone on the 2-core CPU: the one whose time counts
 STUDIES, STUDIES_II = RESULTS / "validation", RESULTS / "validation" / "frontier-ii"
 COURSE_STUDIES, STUDIES_III = STUDIES / "course", STUDIES / "frontier-iii"  # lab.sweep --space course / frontier-iii
+FIRST_TEACHER_III = STUDIES / "frontier-iii-first-teacher"  # the third round's studies begun with a weaker teacher
 TEACHERS = STUDIES / "teachers"  # the teachers' member runs (--val 5000) and lab.teacher's scores of them
+TEACHER_CHECKS = STUDIES / "teacher-check"  # one student on the same seeds, learning from each teacher in turn
 PRECISION = STUDIES / "precision"  # the same recipe and seeds in bf16 and in fp32, on validation
 # Superseded designs keep their runs in results/superseded/<folder>/ under the name they were run as; each is
 # shown under a name of its own. Runs in earlier-cpu/ are the same designs run on an earlier CPU.
@@ -352,7 +354,7 @@ def studies_table() -> str:
     """Each study: its trials, its stage 2's per-seed scores where it has one."""
     rows = ["| study | trained (complete / pruned) | rejected over budget | failed | chose: trial, mean score, net |",
             "|---|---|---|---|---|"]  # fmt: skip
-    folders = (STUDIES, STUDIES_II, COURSE_STUDIES, STUDIES_III)
+    folders = (STUDIES, STUDIES_II, COURSE_STUDIES, FIRST_TEACHER_III, STUDIES_III)
     for path in (path for folder in folders for path in sorted(folder.glob("budget-*.json"))):
         exported = read_json(path, ("trials", "best"))
         states = [t["state"] for t in exported["trials"]]
@@ -388,6 +390,11 @@ def stage2_table(folder: Path) -> str:
     return "\n".join(rows)
 
 
+def member_nets(records: Iterable[str]) -> list[str]:
+    """The net of each teacher member's run record."""
+    return [read_json(HERE / record, ("model",))["model"] for record in records]
+
+
 def teachers_table() -> str:
     """Each scored teacher (`lab.teacher`): its members' validation accuracy and the whole's, and what one
     forward pass costs, since a distilling trial pays it on every batch."""
@@ -395,12 +402,27 @@ def teachers_table() -> str:
             "|---|---|---|---|"]  # fmt: skip
     for path in sorted(TEACHERS.glob("teacher-*.json"), key=lambda p: (p.stem.count("-and-"), p.stem)):
         scored = read_json(path, ("members", "val_acc"))
-        models = [read_json(HERE / m["record"], ("model",))["model"] for m in scored["members"]]
+        models = member_nets(m["record"] for m in scored["members"])
         each = ", ".join(f"`{name}` {m['val_acc']:.2f} %" for name, m in zip(models, scored["members"], strict=True))
         cost = sum(multiply_adds(spec(name).build()) for name in models)
         where = Path(os.path.relpath(path, HERE / "lab")).as_posix()  # a link from lab/README.md
         link = f"[{len(models)} net{'s' if len(models) > 1 else ''}]({where})"
         rows.append(f"| {link} | {each} | {scored['val_acc']:.2f} % | {cost:,} |")
+    return "\n".join(rows)
+
+
+def teacher_checks_table() -> str:
+    """The same student and seeds learning from each teacher: its last 3 validation epochs and their lowest."""
+    rows = ["| student | seed | teacher | last 3 epochs on validation | score |", "|---|---|---|---|---|"]
+    runs = [read_json(path, RUN_KEYS) for path in TEACHER_CHECKS.glob("*/*.json")]
+    for run in sorted(runs, key=lambda r: (r["model"], r["seed"], r["config"]["recipe"]["teacher"])):
+        recipe = run["config"]["recipe"]
+        teacher = " + ".join(f"`{net}`" for net in member_nets(recipe["teacher"].split(",")))
+        last3 = [e["val_acc"] for e in run["epochs"][-3:]]
+        rows.append(
+            f"| `{run['model']}` | {run['seed']} | {teacher} ({recipe['distill_weight']:.0%} of the loss) "
+            f"| {', '.join(f'{a:.2f}' for a in last3)} | {min(last3):.2f} % |"
+        )
     return "\n".join(rows)
 
 
@@ -540,6 +562,7 @@ def render_lab(
         "course_stage2": stage2_table(COURSE_STUDIES),
         "stage2_iii": stage2_table(STUDIES_III),
         "teachers": teachers_table(),
+        "teacher_checks": teacher_checks_table(),
         "speed": speed_tables(),
         "precision": precision_table(),
         "gpu": summary_table(gpu),

@@ -129,3 +129,20 @@ def test_the_teachers_table_gives_each_teacher_its_members_scores_and_forward_co
     (tmp_path / "s9_8k-seed0-val5000.json").write_text("{damaged")
     with pytest.raises(report.UserError, match="s9_8k-seed0-val5000.json"):
         report.teachers_table()
+
+
+def test_the_teacher_checks_give_one_row_per_student_seed_and_teacher(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "TEACHER_CHECKS", tmp_path)
+    for model in ("s6", "s9_20k"):
+        write(tmp_path, f"{model}-seed0-val5000.json", {"model": model})
+    for folder, teacher, accs in (("a", "s6", [99.4, 99.38, 99.4]), ("b", "s9_20k", [99.1, 99.08, 99.08])):
+        (tmp_path / folder).mkdir()
+        run = fake_run("s8_5k", 0, [98.0, *accs])
+        run["epochs"] = [{**e, "val_acc": e["test_acc"]} for e in run["epochs"]]
+        run["config"]["recipe"] = {"teacher": str(tmp_path / f"{teacher}-seed0-val5000.json"), "distill_weight": 0.5}
+        write(tmp_path / folder, "s8_5k-seed0-val5000.json", run)
+    rows = report.teacher_checks_table().splitlines()[2:]
+    assert rows == [
+        "| `s8_5k` | 0 | `s6` (50% of the loss) | 99.40, 99.38, 99.40 | 99.38 % |",
+        "| `s8_5k` | 0 | `s9_20k` (50% of the loss) | 99.10, 99.08, 99.08 | 99.08 % |",
+    ]
