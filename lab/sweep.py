@@ -552,7 +552,7 @@ def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]
             raise UserError(f"--{flag} {asked}: {study.study_name} was begun with --{flag} {was}")
     args.space = begun["space"]
     if args.space == "frontier-iii":
-        study.pruner = LeaderPruner()
+        study.pruner = LeaderPruner(last=args.epochs)
     return study, new
 
 
@@ -562,15 +562,16 @@ class LeaderPruner(optuna.pruners.BasePruner):
 
     The median pruner of the earlier studies stopped 17 to 35 of each study's 41 trained trials after
     epoch 10, some of them a few tenths below the median, and so judged a trial by the epochs that are
-    not its score. This one lets every trial that might still place among the leaders finish.
+    not its score. This one lets every trial that might still place among the leaders finish, and never
+    stops one at its `last` epoch: that saves nothing, and would count a trial that ran to the end as pruned.
     """
 
-    def __init__(self, leaders: int = 5, margin: float = 0.3, after: int = PRUNE_AFTER) -> None:
-        self.leaders, self.margin, self.after = leaders, margin, after
+    def __init__(self, leaders: int = 5, margin: float = 0.3, after: int = PRUNE_AFTER, last: int = EPOCHS) -> None:
+        self.leaders, self.margin, self.after, self.last = leaders, margin, after, last
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         epoch = trial.last_step
-        if epoch is None or epoch < self.after:
+        if epoch is None or not self.after <= epoch < self.last:
             return False
         complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         at = sorted((t.intermediate_values[epoch] for t in complete if epoch in t.intermediate_values), reverse=True)

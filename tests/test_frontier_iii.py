@@ -49,7 +49,7 @@ def test_every_lever_of_the_space_builds_a_working_net():
 def leaders_study(values_at_10: list[float]) -> optuna.Study:
     study = optuna.create_study(direction="maximize", pruner=sweep.LeaderPruner())
     for value in values_at_10:
-        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={10: value, 15: value}))
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={e: value for e in (10, 14, 15)}))
     return study
 
 
@@ -63,6 +63,7 @@ def test_the_pruner_stops_only_a_trial_more_than_its_margin_below_the_fifth_lead
 
     assert pruned(98.79) and not pruned(98.81)  # 0.3 points below 99.1
     assert not pruned(90.0, epoch=9)  # never before epoch 10
+    assert pruned(90.0, epoch=14) and not pruned(90.0, epoch=15)  # nor at the last epoch: it has run to the end
     assert not pruner.prune(leaders_study([99.5, 99.4, 99.3, 99.2]), optuna.trial.create_trial(
         state=optuna.trial.TrialState.RUNNING, intermediate_values={10: 90.0}))  # fewer than 5 leaders yet  # fmt: skip
 
