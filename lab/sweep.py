@@ -79,7 +79,7 @@ from train import (
     writable_dir,
     write_json,
 )
-from utils import DATA_DIR, Augment, DataConfig, UserError, first_line, make_loaders, pick_device
+from utils import DATA_DIR, Augment, DataConfig, NonFiniteLoss, UserError, first_line, make_loaders, pick_device
 
 try:
     import optuna
@@ -210,7 +210,11 @@ def objective(trial: optuna.Trial, args: argparse.Namespace, device: torch.devic
         if trial.should_prune() and "asked_for" not in trial.user_attrs:
             raise optuna.TrialPruned(f"epoch {row['epoch']}: {row['val_acc']:.2f} % is below the median")
 
-    return score(train_on_validation(build, recipe, args, device, TRIAL_SEED, report))
+    try:
+        return score(train_on_validation(build, recipe, args, device, TRIAL_SEED, report))
+    except NonFiniteLoss as err:  # a drawn recipe that diverges is a result of the search, not a dead worker
+        trial.set_user_attr("diverged", str(err))
+        raise optuna.TrialPruned(str(err)) from None
 
 
 def train_on_validation(
@@ -331,6 +335,10 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
             except KeyboardInterrupt:  # give the score back, so that the next worker trains it
                 study.set_user_attr(claimed, {"worker": worker, "at": 0})
                 raise
+            except NonFiniteLoss as err:  # a finalist that diverges on a seed holds on no seed: it scores 0
+                study.set_user_attr(key, {"score": 0.0, "diverged": str(err), "git_commit": args.commit})
+                print(f"confirmation: trial {trial.number}, seed {seed}: diverged ({err})", flush=True)
+                continue
             study.set_user_attr(key, {"score": score(accs), "val_acc": accs, "git_commit": args.commit})
             print(f"confirmation: trial {trial.number}, seed {seed}: score {score(accs):.2f}", flush=True)
 
@@ -458,7 +466,7 @@ def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
                 "state": state,
                 # Optuna gives a pruned trial the value it was stopped at; the score is only a complete trial's
                 "score": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
-                "stopped_at_epoch": max(t.intermediate_values) if state == "pruned" else None,
+                "stopped_at_epoch": max(t.intermediate_values, default=0) if state == "pruned" else None,
                 "suggested": t.params,
                 **t.user_attrs,  # params (the count), layers, recipe, val_acc, worker, and why it was rejected
                 "duration_s": t.duration.total_seconds() if t.duration else None,

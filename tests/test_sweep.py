@@ -456,3 +456,25 @@ def test_export_only_writes_the_study_as_it_stands_and_trains_nothing(synthetic_
         len([t for t in json.loads((tmp_path / "budget-5000.json").read_text())["trials"] if t["state"] != "waiting"])
         == 2
     )
+
+
+def test_a_recipe_that_diverges_is_a_pruned_trial_and_a_finalist_that_diverges_on_a_seed_scores_0(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """A NaN loss is a result of what was drawn: the worker records it and goes on, where it used to die."""
+    calls = []
+
+    def train(build, recipe, args, device, seed, on_epoch=None):
+        calls.append(seed)
+        if len(calls) in (1, 3):  # stage 1's first trial, then the finalist's stage-2 seed
+            raise sweep.NonFiniteLoss("loss became NaN/inf in epoch 1, batch 0; lower --lr")
+        return [99.0]
+
+    monkeypatch.setattr(sweep, "train_on_validation", train)
+    assert sweep.main(["--budget", "5000", "--trials", "2", "--epochs", "1", "--confirm", "1", "--confirm-seeds", "1",
+                       "--val", "64", "--subset", "64", "--data-dir", str(synthetic_root),
+                       "--out", str(tmp_path)]) == 0  # fmt: skip
+    exported = json.loads((tmp_path / "budget-5000.json").read_text())
+    first, second = exported["trials"][:2]
+    assert first["state"] == "pruned" and "NaN" in first["diverged"] and second["state"] == "complete"
+    assert exported["confirmation"][str(second["number"])]["scores"] == {"0": 99.0, "1": 0.0}
