@@ -440,9 +440,11 @@ def let_the_creator_take_first(study: optuna.Study, new: bool, poll_s: float = 1
     round's first two workers, started together, did). Once the creator is training its first trial,
     the joiner takes the rest of the queue alone. A queue left by a dead worker is taken after `limit_s`.
     """
+    if new:
+        return
     waiting, running = (optuna.trial.TrialState.WAITING,), (optuna.trial.TrialState.RUNNING,)
     deadline = time.monotonic() + limit_s
-    while not new and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         if not study.get_trials(deepcopy=False, states=waiting) or study.get_trials(deepcopy=False, states=running):
             return
         STOP.check()
