@@ -390,6 +390,45 @@ def stage2_table(folder: Path) -> str:
     return "\n".join(rows)
 
 
+# The third round's levers as a study draws them (`frontier_space.py`): its name there, and what the table calls it.
+LEVERS = {
+    "kind": "convolutions after the first stage",
+    "head": "head",
+    "act": "activation",
+    "norm": "norm",
+    "act_first": "activation before the norm",
+    "residual": "residual groups",
+    "optimizer": "optimizer",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "brightness": "brightness jitter",
+    "contrast": "contrast jitter",
+    "distill_weight": "share of the loss from the teacher",
+}
+
+
+def levers_table(folder: Path) -> str:
+    """Per study and lever: each value drawn by the drawn trials that ran all 15 epochs, as `value` n × best
+    score among them. What each study picked, beside the stage 2 table that says which design won."""
+    studies = sorted(folder.glob("budget-*.json"), key=lambda p: -int(p.stem.split("-")[1]))
+    drawn = [
+        [t for t in read_json(path, ("trials",))["trials"] if t["state"] == "complete" and "net" not in t]
+        for path in studies
+    ]
+    rows = ["| lever | " + " | ".join(f"< {int(p.stem.split('-')[1]):,}" for p in studies) + " |",
+            "|---|" + "---|" * len(studies)]  # fmt: skip
+    for lever, name in LEVERS.items():
+        cells = []
+        for trials in drawn:
+            by_value: dict[str, list[float]] = {}
+            for t in trials:
+                if lever in t["suggested"]:
+                    by_value.setdefault(str(t["suggested"][lever]), []).append(t["score"])
+            cells.append(", ".join(f"`{v}` {len(got)} × {max(got):.2f}" for v, got in sorted(by_value.items())) or "—")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def member_nets(records: Iterable[str]) -> list[str]:
     """The net of each teacher member's run record."""
     return [read_json(HERE / record, ("model",))["model"] for record in records]
@@ -561,6 +600,7 @@ def render_lab(
         "stage2": stage2_table(STUDIES_II),
         "course_stage2": stage2_table(COURSE_STUDIES),
         "stage2_iii": stage2_table(STUDIES_III),
+        "levers_iii": levers_table(STUDIES_III),
         "teachers": teachers_table(),
         "teacher_checks": teacher_checks_table(),
         "speed": speed_tables(),

@@ -146,3 +146,23 @@ def test_the_teacher_checks_give_one_row_per_student_seed_and_teacher(tmp_path, 
         "| `s8_5k` | 0 | `s6` (50% of the loss) | 99.40, 99.38, 99.40 | 99.38 % |",
         "| `s8_5k` | 0 | `s9_20k` (50% of the loss) | 99.10, 99.08, 99.08 | 99.08 % |",
     ]
+
+
+def test_the_levers_table_counts_each_drawn_value_of_the_complete_trials_and_their_best(tmp_path):
+    def trial(state, score, **suggested):
+        return {"state": state, "score": score, "suggested": suggested}
+
+    trials = [
+        {**trial("complete", 99.3), "net": "s8_5k"},  # asked for by name: it drew nothing
+        trial("complete", 99.2, head="dense32", act="leaky"),
+        trial("complete", 99.1, head="dense32", act="prelu"),
+        trial("complete", 99.25, head="gap", act="leaky"),
+        trial("pruned", 99.9, head="gap", act="relu"),  # did not run all 15 epochs
+    ]
+    write(tmp_path, "budget-5000.json", {"trials": trials})
+    write(tmp_path, "budget-3000.json", {"trials": [trial("complete", 99.0, head="gap", act="leaky")]})
+    rows = report.levers_table(tmp_path).splitlines()
+    assert rows[0] == "| lever | < 5,000 | < 3,000 |"
+    assert "| head | `dense32` 2 × 99.20, `gap` 1 × 99.25 | `gap` 1 × 99.00 |" in rows
+    assert "| activation | `leaky` 2 × 99.25, `prelu` 1 × 99.10 | `leaky` 1 × 99.00 |" in rows
+    assert "| norm | — | — |" in rows
