@@ -546,7 +546,6 @@ def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]
     kw = {
         "study_name": f"budget-{args.budget}",
         "storage": open_storage(args.storage or f"sqlite:///{out / 'optuna.db'}"),
-        "sampler": optuna.samplers.TPESampler(seed=args.budget + args.seed, n_startup_trials=STARTUP_TRIALS),
         "pruner": optuna.pruners.MedianPruner(n_startup_trials=PRUNE_FROM, n_warmup_steps=PRUNE_AFTER),
     }
     try:
@@ -561,9 +560,20 @@ def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]
         if asked and was and asked != was:
             raise UserError(f"--{flag} {asked}: {study.study_name} was begun with --{flag} {was}")
     args.space = begun["space"]
+    study.sampler = sampler(args, already=len(study.trials))
     if args.space == "frontier-iii":
         study.pruner = LeaderPruner(last=args.epochs)
     return study, new
+
+
+def sampler(args: argparse.Namespace, already: int) -> optuna.samplers.TPESampler:
+    """The worker's sampler, seeded by the budget, its --seed and the trials the study already holds.
+
+    Seeded by the first two only, a restarted worker drew again what it had drawn before its restart
+    (while the study is under STARTUP_TRIALS, TPE's draws are its seeded random ones): two of the
+    third round's restarted workers trained two of their earlier trials again. A new study still
+    starts from budget + seed; 7919 (a prime above any worker's --seed) keeps two workers apart."""
+    return optuna.samplers.TPESampler(seed=args.budget + args.seed + 7919 * already, n_startup_trials=STARTUP_TRIALS)
 
 
 class LeaderPruner(optuna.pruners.BasePruner):

@@ -114,6 +114,21 @@ def test_workers_opening_a_new_study_together_queue_its_reference_trials_once(tm
     assert sorted(asked) == sorted(["the public reference", sweep.PUBLIC_LABEL])
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_restarted_worker_draws_on_instead_of_drawing_its_earlier_trials_again(tmp_path):
+    args = sweep.parse_args(["--budget", "5000", "--seed", "1", "--storage", f"sqlite:///{tmp_path / 'study.db'}"])
+
+    def draw(study):
+        study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
+        return [t.params["x"] for t in study.trials[-2:]]
+
+    first = draw(sweep.open_study(args, tmp_path)[0])
+    again = draw(sweep.open_study(args, tmp_path)[0])  # the same worker, restarted
+    assert set(again).isdisjoint(first)
+    fresh = sweep.parse_args(["--budget", "5000", "--seed", "1", "--storage", f"sqlite:///{tmp_path / 'new.db'}"])
+    assert draw(sweep.open_study(fresh, tmp_path)[0]) == first  # a new study still starts from budget + seed
+
+
 def test_first_trial_is_the_public_reference_design(synthetic_root, tmp_path):
     assert sweep.main(["--budget", "5000", "--trials", "1", "--epochs", "1", "--val", "64", "--subset", "64",
                        "--data-dir", str(synthetic_root), "--out", str(tmp_path)]) == 0  # fmt: skip
