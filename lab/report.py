@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from lab.nets import COURSE_LAYERS, SEARCHED, multiply_adds
+from lab.nets import COURSE_LAYERS, SEARCHED, Style, multiply_adds
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
 from lab.reference import SOURCES
@@ -282,8 +282,8 @@ def summary_table(summary: dict[str, dict]) -> str:
 
 @functools.cache
 def study(budget: int) -> tuple[Path, dict] | None:
-    """The study that chose a budget's net: the second round's once its stage 2 has a winner, else the first's."""
-    for path in (STUDIES_II / f"budget-{budget}.json", STUDIES / f"budget-{budget}.json"):
+    """The study that chose a budget's net: the latest round's whose stage 2 has a winner, else the first's."""
+    for path in (f / f"budget-{budget}.json" for f in (STUDIES_III, STUDIES_II, STUDIES)):
         if path.exists():
             exported = read_json(path, ("trials", "best"))
             if exported.get("winner") or path.parent == STUDIES:
@@ -291,11 +291,19 @@ def study(budget: int) -> tuple[Path, dict] | None:
     return None
 
 
-def registered() -> dict[str, tuple[str, float, LabRecipe]]:
-    """Every net a study may have chosen, as (layers, dropout, recipe): the searched ones and s8_8k, a class now."""
-    nets = {name: (n.layers, n.dropout, LAB_RECIPES[name]) for name, n in SEARCHED.items()}
-    course = {name: (n.layers, n.dropout, recipe_from_dict(asdict(RECIPES[name]))) for name, n in COURSE_LAYERS.items()}
+def registered() -> dict[str, tuple[str, float, Style, LabRecipe]]:
+    """Every net a study may have chosen, as (layers, dropout, style, recipe): the searched ones and the course's."""
+    nets = {name: (n.layers, n.dropout, n.style, LAB_RECIPES[name]) for name, n in SEARCHED.items()}
+    course = {
+        name: (n.layers, n.dropout, n.style, recipe_from_dict(asdict(RECIPES[name])))
+        for name, n in COURSE_LAYERS.items()
+    }
     return nets | course
+
+
+def chosen_style(trial: dict) -> Style:
+    """The style a study's trial trained with (the first two rounds drew none: the plain one)."""
+    return Style(**trial.get("style", {}))
 
 
 def holder(budget: int) -> str | None:
@@ -305,8 +313,9 @@ def holder(budget: int) -> str | None:
         return None
     chosen = found[1].get("winner") or found[1]["best"]
     recipe = recipe_from_dict(chosen["recipe"])
-    for name, (layers, dropout, published) in registered().items():
-        if (layers, dropout) == (chosen["layers"], chosen["suggested"]["dropout"]) and same_recipe(published, recipe):
+    drawn = (chosen["layers"], chosen["suggested"]["dropout"], chosen_style(chosen))
+    for name, (layers, dropout, style, published) in registered().items():
+        if (layers, dropout, style) == drawn and same_recipe(published, recipe):
             return name
     return None
 

@@ -174,13 +174,18 @@ def test_each_searched_budget_is_held_by_the_best_trial_of_its_committed_study(b
     best = study.get("winner") or study["best"]
     if confirmed:  # stage 2 decides: the best mean over seeds
         assert round(confirmed[str(best["number"])]["mean"], 6) == round(max(c["mean"] for c in confirmed.values()), 6)
+    states = [t["state"] for t in study["trials"]]
+    trained = states.count("complete") + states.count("pruned")
     if path.parent == report.STUDIES_II:  # the second round chooses only at full scale
-        assert sum(t["state"] in ("complete", "pruned") for t in study["trials"]) >= 40
+        assert trained >= 40
         assert len(confirmed) >= 3 and all(len(c["scores"]) >= 4 for c in confirmed.values())
+    if path.parent == report.STUDIES_III:  # the third: and most trials ran all 15 epochs, 5 finalists x 5 seeds
+        assert trained >= 40 and states.count("complete") >= 0.6 * trained
+        assert len(confirmed) >= 5 and all(len(c["scores"]) >= 5 for c in confirmed.values())
     name = report.holder(budget)
     assert name, f"the best trial of budget-{budget} is not in the registry"
-    layers, dropout, recipe = report.registered()[name]
-    assert (layers, dropout) == (best["layers"], best["suggested"]["dropout"])
+    layers, dropout, style, recipe = report.registered()[name]
+    assert (layers, dropout, style) == (best["layers"], best["suggested"]["dropout"], report.chosen_style(best))
     assert report.same_recipe(recipe, recipe_from_dict(best["recipe"]))  # bf16: the test below
     assert count_parameters(build(name)) == best["params"] < budget
 
