@@ -327,8 +327,13 @@ def same_recipe(published: LabRecipe, chosen: LabRecipe) -> bool:
         return False
     if not (published.teacher and chosen.teacher):
         return published.teacher == chosen.teacher
-    a, b = (read_json(HERE / p, ("model", "seed", "config")) for p in (published.teacher, chosen.teacher))
-    return (a["model"], a["seed"], a["config"]["recipe"]) == (b["model"], b["seed"], b["config"]["recipe"])
+    return teacher_nets(published.teacher) == teacher_nets(chosen.teacher)
+
+
+def teacher_nets(teacher: str) -> list[tuple]:
+    """Each member of a teacher (records joined by commas) as the net, seed and recipe it was trained with."""
+    members = [read_json(HERE / p, ("model", "seed", "config")) for p in teacher.split(",")]
+    return [(m["model"], m["seed"], m["config"]["recipe"]) for m in members]
 
 
 def goal_table(summary: dict[str, dict]) -> str:

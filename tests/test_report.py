@@ -166,3 +166,15 @@ def test_the_levers_table_counts_each_drawn_value_of_the_complete_trials_and_the
     assert "| head | `dense32` 2 × 99.20, `gap` 1 × 99.25 | `gap` 1 × 99.00 |" in rows
     assert "| activation | `leaky` 2 × 99.25, `prelu` 1 × 99.10 | `leaky` 1 × 99.00 |" in rows
     assert "| norm | — | — |" in rows
+
+
+def test_a_published_teacher_of_several_nets_is_the_studys_member_for_member_trained_on_all_images():
+    from lab.recipes import LabRecipe
+
+    def teacher(pattern, seeds):
+        return LabRecipe(teacher=",".join(pattern.format(k) for k in seeds), distill_weight=0.5)
+
+    study, published = "results/validation/teachers/s9_20k-seed{}-val5000.json", "results/s9_20k-seed{}.json"
+    assert report.same_recipe(teacher(published, [0, 1, 2]), teacher(study, [0, 1, 2]))
+    assert not report.same_recipe(teacher(published, [0, 1, 3]), teacher(study, [0, 1, 2]))
+    assert not report.same_recipe(teacher(published, [0, 1]), teacher(study, [0, 1, 2]))
