@@ -323,7 +323,7 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
     trains it, and the others pass it by while the claim is fresh (CLAIM_TTL_S).
     """
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    study.set_user_attr("finalists", args.confirm)  # so that no winner is named before each has its seeds
+    expect_stage_2(study, args)
     for trial in finalists(study, args.confirm):
         for seed in args.confirm_seeds:
             key, claimed = f"confirm:{trial.number}:{seed}", f"claim:{trial.number}:{seed}"
@@ -344,6 +344,14 @@ def confirm(study: optuna.Study, args: argparse.Namespace, device: torch.device)
 
 
 CLAIM_TTL_S = 3600  # a claim older than this is a killed worker's (a CPU trial takes minutes; a stop gives it back)
+
+
+def expect_stage_2(study: optuna.Study, args: argparse.Namespace) -> None:
+    """Record how many finalists stage 2 takes and on which seeds, so that no winner is named before each
+    finalist has a score on each seed (before a stage 2 had begun, every finalist had its stage-1 seed only,
+    and the export named stage 1's best the winner)."""
+    study.set_user_attr("finalists", args.confirm)
+    study.set_user_attr("stage_2_seeds", [TRIAL_SEED, *args.confirm_seeds])
 
 
 def claim(study: optuna.Study, key: str, worker: str) -> bool:
@@ -402,7 +410,7 @@ def winner(study: optuna.Study) -> int | None:
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     by = study.user_attrs.get("rank", "mean")
     drawn = [n for n in confirmed if "net" not in trials[int(n)].user_attrs]
-    seeds = set().union(*(set(confirmed[n]["scores"]) for n in drawn))
+    seeds = set(study.user_attrs.get("stage_2_seeds", [])).union(*(set(confirmed[n]["scores"]) for n in drawn))
     done = [n for n in drawn if set(confirmed[n]["scores"]) == seeds]
     if not done:
         return None
@@ -737,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     path = out / f"{study.study_name}.json"
     if args.export:
         if args.confirm:
-            study.set_user_attr("finalists", args.confirm)
+            expect_stage_2(study, args)
         export(study, path, args)
         print(f"{trained(study)} trained trials in {study.study_name} exported to {path}")
         return 0

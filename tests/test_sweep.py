@@ -435,6 +435,11 @@ def test_stage_2_names_its_winner_once_no_finalist_still_waiting_could_overtake_
     study = stage_2_study({0: leader, 1: runner_up, 2: (99.56, {})})  # a finalist whose stage 2 has not begun
     study.set_user_attr("finalists", 3)
     assert sweep.winner(study) is None
+    begun = stage_2_study({0: (99.50, {}), 1: (99.40, {})})  # stage 2 about to begin: no finalist has a seed of it
+    begun.set_user_attr("finalists", 2)
+    assert sweep.winner(begun) == 0  # a study that never said which seeds stage 2 takes
+    sweep.expect_stage_2(begun, sweep.parse_args(["--budget", "5000", "--confirm", "2", "--confirm-seeds", "1", "2"]))
+    assert sweep.winner(begun) is None
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # stale heartbeats, as sweep.main
