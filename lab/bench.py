@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lab.nets import Net, Style, multiply_adds
+from lab.nets import Net, multiply_adds, trial_style
 from lab.recipes import recipe_from_dict
 from model import MODELS
 from train import (
@@ -230,7 +230,7 @@ def design(name: str) -> Spec:
         raise UserError(f"{name} is not a trial of a study export: {first_line(err) or 'no such trial'}") from None
     if "net" in trial:
         return replace(spec(trial["net"]), recipe=recipe)
-    style = Style(**trial.get("style", {}))
+    style = trial_style(trial)
     return Spec(lambda: Net(trial["layers"], trial["suggested"]["dropout"], style=style), study["budget"], recipe)
 
 

@@ -89,6 +89,12 @@ class Style:
 PLAIN = Style()
 
 
+def trial_style(attrs: dict) -> Style:
+    """The style a study's trial trained with, from the attributes it recorded (an exported trial's, or a live
+    one's `user_attrs`); the first two rounds drew none, so their trials have the plain one."""
+    return Style(**attrs.get("style", {}))
+
+
 def conv_block(
     c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0, style: Style = PLAIN
 ) -> nn.Sequential:

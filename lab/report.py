@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from lab.nets import COURSE_LAYERS, SEARCHED, Style, multiply_adds
+from lab.nets import COURSE_LAYERS, SEARCHED, Style, multiply_adds, trial_style
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
 from lab.reference import SOURCES
@@ -301,11 +301,6 @@ def registered() -> dict[str, tuple[str, float, Style, LabRecipe]]:
     return nets | course
 
 
-def chosen_style(trial: dict) -> Style:
-    """The style a study's trial trained with (the first two rounds drew none: the plain one)."""
-    return Style(**trial.get("style", {}))
-
-
 def holder(budget: int) -> str | None:
     """The registered net and recipe of the trial a budget's study chose (stage 2's winner, else its best)."""
     found = study(budget)
@@ -313,7 +308,7 @@ def holder(budget: int) -> str | None:
         return None
     chosen = found[1].get("winner") or found[1]["best"]
     recipe = recipe_from_dict(chosen["recipe"])
-    drawn = (chosen["layers"], chosen["suggested"]["dropout"], chosen_style(chosen))
+    drawn = (chosen["layers"], chosen["suggested"]["dropout"], trial_style(chosen))
     for name, (layers, dropout, style, published) in registered().items():
         if (layers, dropout, style) == drawn and same_recipe(published, recipe):
             return name
@@ -424,13 +419,13 @@ LEVERS = {
 def levers_table(folder: Path) -> str:
     """Per study and lever: each value drawn by the drawn trials that ran all 15 epochs, as `value` n × best
     score among them. What each study picked, beside the stage 2 table that says which design won."""
-    studies = sorted(folder.glob("budget-*.json"), key=lambda p: -int(p.stem.split("-")[1]))
+    studies = {int(p.stem.removeprefix("budget-")): p for p in folder.glob("budget-*.json")}
+    budgets = sorted(studies, reverse=True)
     drawn = [
-        [t for t in read_json(path, ("trials",))["trials"] if t["state"] == "complete" and "net" not in t]
-        for path in studies
+        [t for t in read_json(studies[b], ("trials",))["trials"] if t["state"] == "complete" and "net" not in t]
+        for b in budgets
     ]
-    rows = ["| lever | " + " | ".join(f"< {int(p.stem.split('-')[1]):,}" for p in studies) + " |",
-            "|---|" + "---|" * len(studies)]  # fmt: skip
+    rows = ["| lever | " + " | ".join(f"< {b:,}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
     for lever, name in LEVERS.items():
         cells = []
         for trials in drawn:

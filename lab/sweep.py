@@ -62,7 +62,7 @@ from torch import nn
 from lab.course_space import suggest_course
 from lab.engine import load_teacher
 from lab.frontier_space import draw_affine, suggest_frontier
-from lab.nets import PLAIN, Net, Style, multiply_adds, stage
+from lab.nets import PLAIN, Net, multiply_adds, stage, trial_style
 from lab.recipes import LabRecipe as Recipe
 from lab.recipes import recipe_from_dict
 from model import count_parameters
@@ -239,7 +239,7 @@ def rebuild(trial: optuna.trial.FrozenTrial) -> Callable[[], nn.Module]:
     named = trial.user_attrs.get("net")
     if named:
         return spec(named).build
-    style = Style(**trial.user_attrs.get("style", {}))
+    style = trial_style(trial.user_attrs)
     return lambda: Net(trial.user_attrs["layers"], trial.params["dropout"], style=style)
 
 

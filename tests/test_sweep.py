@@ -18,7 +18,7 @@ import torch
 from conftest import ROOT, assert_one_line_error, build
 
 from lab import report, sweep
-from lab.nets import Net
+from lab.nets import Net, trial_style
 from lab.recipes import RECIPES, recipe_from_dict
 from model import count_parameters
 
@@ -185,7 +185,7 @@ def test_each_searched_budget_is_held_by_the_best_trial_of_its_committed_study(b
     name = report.holder(budget)
     assert name, f"the best trial of budget-{budget} is not in the registry"
     layers, dropout, style, recipe = report.registered()[name]
-    assert (layers, dropout, style) == (best["layers"], best["suggested"]["dropout"], report.chosen_style(best))
+    assert (layers, dropout, style) == (best["layers"], best["suggested"]["dropout"], trial_style(best))
     assert report.same_recipe(recipe, recipe_from_dict(best["recipe"]))  # bf16: the test below
     assert count_parameters(build(name)) == best["params"] < budget
 
