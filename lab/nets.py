@@ -258,8 +258,8 @@ class Searched:
 
 
 # The stage-1 bests of the first round (results/validation/budget-*.json) and the stage-2 winners of the
-# second (results/validation/frontier-ii/). The course's < 8k net, s8_8k, is a winner of the second round
-# written out as a class in model.py; COURSE_LAYERS gives the layer string it was trained as.
+# second and third (results/validation/frontier-ii/, frontier-iii/). The course's < 8k net, s8_8k, is a winner
+# of the second round written out as a class in model.py; COURSE_LAYERS gives the layer string it was trained as.
 SEARCHED: dict[str, Searched] = {
     "s7_8k": Searched("4p 4p 4p M 12p 12p 12p M 10p 10p 10p", 0.0019127488151920672, 8_000),
     "s7_4k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.01, 4_000),  # first round: < 5k too
@@ -267,6 +267,7 @@ SEARCHED: dict[str, Searched] = {
     "s8_4k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.003404749975698642, 4_000),
     "s8_5k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.003303439945491489, 5_000),
     "s8_3k": Searched("8p 8p M 18d 18d M 18d 18d", 0.00367245831897043, 3_000),
+    "s10_5k": Searched("8p 8p 8p M 16d 16d 16d M 34d 34d", 0.000924829011769024, 5_000, style=Style(norm="bn2")),
 }
 
 # The course nets of model.py as layer strings of this family: the same layers in the same order, so that a

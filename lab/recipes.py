@@ -120,6 +120,30 @@ RECIPES: dict[str, LabRecipe] = {
         distill_weight=0.5,
         ema=0.999,
     ),
+    # Frontier III: the stage-2 winner of results/validation/frontier-iii/budget-5000.json, trial 21: separable
+    # convolutions after the first stage with a 2-parameter norm, AdamW, brightness and contrast jitter, half
+    # of the loss from three s9_20k nets (there trained on the first 55,000 images; here the same runs on all
+    # 60,000).
+    "s10_5k": LabRecipe(
+        lr=0.02772220241278692,
+        schedule="onecycle",
+        pct_start=0.29513352708815266,
+        anneal="linear",
+        batch_size=32,
+        augment=Augment(
+            degrees=8.176314963715026,
+            translate=0.05,
+            scale=0.10907678961665017,
+            p=0.9780414198653555,
+            brightness=0.25,
+            contrast=0.1,
+        ),
+        precision="bf16",
+        weight_decay=5e-05,
+        optimizer="adamw",
+        teacher="results/s9_20k-seed0.json,results/s9_20k-seed1.json,results/s9_20k-seed2.json",
+        distill_weight=0.5,
+    ),
     # The public nets of reference.py, each with its README's recipe where it states one and ours where it does
     # not (SGD with momentum 0.9, StepLR x0.1 every 6 epochs, batch 128, rotation 7 degrees and shift 5 %).
     # 000 states lr 0.01 and a scheduler, and its log has lr 0.001 in epochs 12 to 15: one x0.1 step after 8 to
