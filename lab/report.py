@@ -359,6 +359,17 @@ def models_table() -> str:
     return "\n".join(["| name | parameters | budget | design |", "|---|---|---|---|", *rows])
 
 
+def choice(exported: dict) -> str:
+    """What a study chose: stage 2's winner with its mean, else its best trial on seed 0; none while it has
+    no complete trial (a study just begun)."""
+    chosen = exported.get("winner") or exported["best"]
+    if chosen is None:
+        return "none yet"
+    entry = (exported.get("confirmation") or {}).get(str(chosen["number"]))
+    score = f"{entry['mean']:.3f} % over {len(entry['scores'])} seeds" if entry else f"{chosen['score']:.2f} % (seed 0)"
+    return f"{chosen['number']}, {score}, `{chosen['layers']}`"
+
+
 def studies_table() -> str:
     """Each study: its trials, its stage 2's per-seed scores where it has one."""
     rows = ["| study | trained (complete / pruned) | rejected over budget | failed | chose: trial, mean score, net |",
@@ -367,16 +378,10 @@ def studies_table() -> str:
     for path in (path for folder in folders for path in sorted(folder.glob("budget-*.json"))):
         exported = read_json(path, ("trials", "best"))
         states = [t["state"] for t in exported["trials"]]
-        chosen = exported.get("winner") or exported["best"]
-        entry = (exported.get("confirmation") or {}).get(str(chosen["number"]))
-        score = (
-            f"{entry['mean']:.3f} % over {len(entry['scores'])} seeds" if entry else f"{chosen['score']:.2f} % (seed 0)"
-        )
         rows.append(
             f"| [`{path.relative_to(RESULTS).as_posix()}`](../{path.relative_to(HERE).as_posix()}) "
             f"| {states.count('complete') + states.count('pruned')} ({states.count('complete')} / "
-            f"{states.count('pruned')}) | {states.count('rejected')} | {states.count('fail')} "
-            f"| {chosen['number']}, {score}, `{chosen['layers']}` |"
+            f"{states.count('pruned')}) | {states.count('rejected')} | {states.count('fail')} | {choice(exported)} |"
         )
     return "\n".join(rows)
 

@@ -618,10 +618,18 @@ def public_nets(budget: int) -> dict[str, str]:
             for name, net in NETS.items() if net.budget == budget}  # fmt: skip
 
 
+def lost(study: optuna.Study, name: str) -> bool:
+    """Whether every trial of a net asked for by name failed: its worker was stopped before the trial ended
+    (a stale one is failed here first). Asked again, or the study's stage 2 would go without it."""
+    optuna.storages.fail_stale_trials(study)
+    tried = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("net") == name]
+    return bool(tried) and all(t.state == optuna.trial.TrialState.FAIL for t in tried)
+
+
 def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     """Queue the trials asked for by name: in a new study the public reference, mapped and as published (in
     a course study: the public nets of its budget; in a frontier-iii study, the second round's winner: both
-    also join stage 2), then `--best-with`.
+    also join stage 2; asked again if its trial was interrupted), then `--best-with`.
 
     Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
     trains to the end: the pruner would judge it by epochs that are not the score. The best net is
@@ -632,8 +640,9 @@ def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     named = public_nets(budget) if space == "course" else {}
     if space == "frontier-iii" and budget in ROUND_II:
         named = {ROUND_II[budget]: f"{ROUND_II[budget]}, the second round's winner, learning from this study's teacher"}
-    for name, label in named.items() if new else ():
-        study.enqueue_trial({}, user_attrs={"asked_for": label, "net": name, "stage_2": True})
+    for name, label in named.items():
+        if new or lost(study, name):
+            study.enqueue_trial({}, user_attrs={"asked_for": label, "net": name, "stage_2": True})
     if new and space == "frontier":
         study.enqueue_trial(REFERENCE, user_attrs={"asked_for": "the public reference"})
         study.enqueue_trial(PUBLIC, user_attrs={"asked_for": PUBLIC_LABEL})

@@ -178,3 +178,12 @@ def test_a_published_teacher_of_several_nets_is_the_studys_member_for_member_tra
     assert report.same_recipe(teacher(published, [0, 1, 2]), teacher(study, [0, 1, 2]))
     assert not report.same_recipe(teacher(published, [0, 1, 3]), teacher(study, [0, 1, 2]))
     assert not report.same_recipe(teacher(published, [0, 1]), teacher(study, [0, 1, 2]))
+
+
+def test_a_study_just_begun_chose_nothing_yet_and_a_finished_one_names_its_winners_mean():
+    begun = {"trials": [{"number": 0, "state": "fail"}], "best": None, "winner": None}
+    assert report.choice(begun) == "none yet"
+    winner = {"number": 3, "score": 99.3, "layers": "4p M 8p"}
+    confirmed = {"3": {"scores": {"0": 99.3, "1": 99.1}, "mean": 99.2}}
+    done = {"best": {**winner, "number": 1}, "winner": winner, "confirmation": confirmed}
+    assert report.choice(done) == "3, 99.200 % over 2 seeds, `4p M 8p`"

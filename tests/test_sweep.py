@@ -115,6 +115,22 @@ def test_workers_opening_a_new_study_together_queue_its_reference_trials_once(tm
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat:UserWarning")  # the test asks and tells by hand
+def test_a_named_net_whose_trial_was_interrupted_is_asked_for_again_once(tmp_path):
+    args = sweep.parse_args(
+        ["--budget", "3000", "--space", "frontier-iii", "--storage", f"sqlite:///{tmp_path / 'study.db'}"]
+    )
+    study, created = sweep.open_study(args, tmp_path)
+    sweep.ask_for(study, [], created)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # its worker was stopped during the trial
+    for _ in range(2):  # two workers restarted
+        again, joined = sweep.open_study(args, tmp_path)
+        sweep.ask_for(again, [], joined)
+    nets = [(t.user_attrs.get("net"), t.state.name) for t in again.get_trials()]
+    assert nets == [("s8_3k", "FAIL"), ("s8_3k", "WAITING")]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_restarted_worker_draws_on_instead_of_drawing_its_earlier_trials_again(tmp_path):
     args = sweep.parse_args(["--budget", "5000", "--seed", "1", "--storage", f"sqlite:///{tmp_path / 'study.db'}"])
 
