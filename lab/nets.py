@@ -268,6 +268,9 @@ SEARCHED: dict[str, Searched] = {
     "s8_5k": Searched("4p 4p 4p M 8p 8p 8p M 8p 8p 8p", 0.003303439945491489, 5_000),
     "s8_3k": Searched("8p 8p M 18d 18d M 18d 18d", 0.00367245831897043, 3_000),
     "s10_5k": Searched("8p 8p 8p M 16d 16d 16d M 34d 34d", 0.000924829011769024, 5_000, style=Style(norm="bn2")),
+    "s10_4k": Searched(
+        "5p 5p M 9p 9p M 9 9 h16", 0.01951589809213003, 4_000, style=Style(act="leaky", norm="bn2", act_first=True)
+    ),
 }
 
 # The course nets of model.py as layer strings of this family: the same layers in the same order, so that a

@@ -144,6 +144,31 @@ RECIPES: dict[str, LabRecipe] = {
         teacher="results/s9_20k-seed0.json,results/s9_20k-seed1.json,results/s9_20k-seed2.json",
         distill_weight=0.5,
     ),
+    # Frontier III: the stage-2 winner of results/validation/frontier-iii/budget-4000.json, trial 45: a plain
+    # stack with LeakyReLU before a 2-parameter norm and a GAP -> 16 -> 10 head, AdamW, label smoothing,
+    # brightness and contrast jitter, weights averaged, half of the loss from the same three s9_20k nets.
+    "s10_4k": LabRecipe(
+        lr=0.02347167490987837,
+        schedule="onecycle",
+        pct_start=0.21792694264766652,
+        anneal="linear",
+        batch_size=64,
+        augment=Augment(
+            degrees=8.036866651609225,
+            translate=0.1,
+            scale=0.08138656875845654,
+            p=0.6334501685124555,
+            brightness=0.1,
+            contrast=0.25,
+        ),
+        precision="bf16",
+        weight_decay=5e-05,
+        label_smoothing=0.05,
+        optimizer="adamw",
+        ema=0.999,
+        teacher="results/s9_20k-seed0.json,results/s9_20k-seed1.json,results/s9_20k-seed2.json",
+        distill_weight=0.5,
+    ),
     # The public nets of reference.py, each with its README's recipe where it states one and ours where it does
     # not (SGD with momentum 0.9, StepLR x0.1 every 6 epochs, batch 128, rotation 7 degrees and shift 5 %).
     # 000 states lr 0.01 and a scheduler, and its log has lr 0.001 in epochs 12 to 15: one x0.1 step after 8 to
