@@ -215,15 +215,19 @@ def numbers(cpu: dict[str, dict], gpu: dict[str, dict]) -> dict[str, str]:
         accs = test_accs(nb)
         values |= {"notebook_device": nb["device"], "notebook_final": f"{accs[-1]:.2f} %"}
         values["notebook_last3"] = ", ".join(f"{a:.2f}" for a in accs[-3:]) + " %"
-    for path in sorted(COURSE_STUDIES.glob("budget-*.json")):
-        study = read_json(path, ("budget", "trials"))
-        if study.get("winner"):
-            worst = study["confirmation"][str(study["winner"]["number"])]["worst"]
-            values[f"course_{study['budget']}_worst"] = f"{worst:.2f} %"
-        for trial in study["trials"]:  # the public nets beside the drawn ones: their stage-2 scores
-            scores = study.get("confirmation", {}).get(str(trial["number"]))
-            if trial.get("net") in SOURCES and scores:
-                values[f"{trial['net']}_val_worst"] = f"{scores['worst']:.2f} %"
+    for round_, folder in (("course", COURSE_STUDIES), ("iii", STUDIES_III)):
+        for path in sorted(folder.glob("budget-*.json")):
+            study = read_json(path, ("budget", "trials"))
+            confirmed = study.get("confirmation") or {}
+            if study.get("winner"):
+                won = confirmed[str(study["winner"]["number"])]
+                values[f"{round_}_{study['budget']}_worst"] = f"{won['worst']:.2f} %"
+                values[f"{round_}_{study['budget']}_mean"] = f"{won['mean']:.3f} %"
+            for trial in study["trials"]:  # the nets asked for by name beside the drawn ones: their stage 2
+                scores = confirmed.get(str(trial["number"]))
+                if trial.get("net") and scores:
+                    values[f"{trial['net']}_val_worst"] = f"{scores['worst']:.2f} %"
+                    values[f"{trial['net']}_val_mean"] = f"{scores['mean']:.3f} %"
     versus = read_json(RESULTS / "bench-versus-cpu.json", ("reference", "models"))
     values |= {f"{m}_speed": f"{r['faster_than_reference']:.2f}×" for m, r in versus["models"].items()}
     baseline = read_json(RESULTS / "gpu" / "baseline-seed0.json", RUN_KEYS)["config"]["recipe"]["augment"]
