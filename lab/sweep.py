@@ -619,9 +619,8 @@ def public_nets(budget: int) -> dict[str, str]:
 
 
 def lost(study: optuna.Study, name: str) -> bool:
-    """Whether every trial of a net asked for by name failed: its worker was stopped before the trial ended
-    (a stale one is failed here first). Asked again, or the study's stage 2 would go without it."""
-    optuna.storages.fail_stale_trials(study)
+    """Whether every trial of a net asked for by name failed: its worker was stopped before the trial ended.
+    Asked again, or the study's stage 2 would go without it."""
     tried = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("net") == name]
     return bool(tried) and all(t.state == optuna.trial.TrialState.FAIL for t in tried)
 
@@ -640,6 +639,8 @@ def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     named = public_nets(budget) if space == "course" else {}
     if space == "frontier-iii" and budget in ROUND_II:
         named = {ROUND_II[budget]: f"{ROUND_II[budget]}, the second round's winner, learning from this study's teacher"}
+    if named and not new:
+        optuna.storages.fail_stale_trials(study)  # a trial that a stopped worker left running counts as lost
     for name, label in named.items():
         if new or lost(study, name):
             study.enqueue_trial({}, user_attrs={"asked_for": label, "net": name, "stage_2": True})
