@@ -95,6 +95,12 @@ def trial_style(attrs: dict) -> Style:
     return Style(**attrs.get("style", {}))
 
 
+def searched(attrs: dict) -> bool:
+    """Whether a study's trial is one the search drew, which may win (from its attributes, as `trial_style`): not
+    a net asked for by name, nor a third-round paired comparison (a lever added to stage 2's winner)."""
+    return "net" not in attrs and "variant_of" not in attrs
+
+
 def conv_block(
     c_in: int, c_out: int, kernel: int = 3, padding: int = 0, dropout: float = 0.0, style: Style = PLAIN
 ) -> nn.Sequential:

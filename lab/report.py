@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from lab.nets import COURSE_LAYERS, SEARCHED, Style, multiply_adds, trial_style
+from lab.nets import COURSE_LAYERS, SEARCHED, Style, multiply_adds, searched, trial_style
 from lab.recipes import RECIPES as LAB_RECIPES
 from lab.recipes import LabRecipe, recipe_from_dict
 from lab.reference import SOURCES
@@ -391,7 +391,8 @@ def studies_table() -> str:
 
 
 def stage2_table(folder: Path) -> str:
-    """Stage 2 of a round's studies: each finalist's score per seed, its worst and its mean."""
+    """Stage 2 of a round's studies: each finalist's score per seed, its worst and its mean (the paired
+    comparisons have a table of their own)."""
     rows = ["| study | trial | params | net | score per seed | worst | mean |", "|---|---|---|---|---|---|---|"]
     for path in sorted(folder.glob("budget-*.json")):
         exported = read_json(path, ("trials",))
@@ -399,6 +400,8 @@ def stage2_table(folder: Path) -> str:
         winner = (exported.get("winner") or {}).get("number")
         for number, entry in (exported.get("confirmation") or {}).items():
             t = by_number[int(number)]
+            if "variant_of" in t:
+                continue
             mark = " **winner**" if int(number) == winner else " (public)" if t.get("net") in SOURCES else ""
             scores = entry["scores"].values()
             rows.append(
@@ -406,6 +409,28 @@ def stage2_table(folder: Path) -> str:
                 f"| {', '.join(f'{v:.2f}' for v in scores)} | {min(scores):.2f} % | {entry['mean']:.3f} % |"
             )
     return "\n".join(rows)
+
+
+def pairs_table(folder: Path) -> str:
+    """Each paired comparison of a round's studies (`lab.sweep --best-with` on stage 2's winner): per seed the
+    variant's score minus the winner's, on the seeds both have, their mean, and on how many seeds it did better."""
+    rows = ["| study | variant | params | change per seed (points) | mean change | seeds better / worse / tied |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for path in sorted(folder.glob("budget-*.json")):
+        exported = read_json(path, ("trials",))
+        confirmed = exported.get("confirmation") or {}
+        for t in exported["trials"]:
+            base, mine = confirmed.get(str(t.get("variant_of"))), confirmed.get(str(t["number"]))
+            if "variant_of" not in t or not base or not mine:
+                continue
+            seeds = [seed for seed in mine["scores"] if seed in base["scores"]]
+            change = [mine["scores"][seed] - base["scores"][seed] for seed in seeds]
+            counts = (sum(c > 1e-9 for c in change), sum(c < -1e-9 for c in change))
+            rows.append(
+                f"| `{path.stem}` | {t['asked_for']} | {t['params']:,} | {', '.join(f'{c:+.2f}' for c in change)} "
+                f"| {statistics.mean(change):+.3f} | {counts[0]} / {counts[1]} / {len(change) - sum(counts)} |"
+            )
+    return "\n".join(rows) if len(rows) > 2 else "No paired comparison has run yet."
 
 
 # The third round's levers as a study draws them (`frontier_space.py`): its name there, and what the table calls it.
@@ -431,7 +456,7 @@ def levers_table(folder: Path) -> str:
     studies = {int(p.stem.removeprefix("budget-")): p for p in folder.glob("budget-*.json")}
     budgets = sorted(studies, reverse=True)
     drawn = [
-        [t for t in read_json(studies[b], ("trials",))["trials"] if t["state"] == "complete" and "net" not in t]
+        [t for t in read_json(studies[b], ("trials",))["trials"] if t["state"] == "complete" and searched(t)]
         for b in budgets
     ]
     rows = ["| lever | " + " | ".join(f"< {b:,}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
@@ -619,6 +644,7 @@ def render_lab(
         "course_stage2": stage2_table(COURSE_STUDIES),
         "stage2_iii": stage2_table(STUDIES_III),
         "levers_iii": levers_table(STUDIES_III),
+        "pairs_iii": pairs_table(STUDIES_III),
         "teachers": teachers_table(),
         "teacher_checks": teacher_checks_table(),
         "speed": speed_tables(),

@@ -29,7 +29,8 @@ how much of the loss is distillation from it (`DISTILL_WEIGHTS`).
 `--space frontier-iii` (`frontier_space.py`) draws widths that fill 60-100 % of the budget and the
 levers of the strongest small public nets, stops only trials that cannot reach the leaders
 (`LeaderPruner`), and asks the second round's winner of its budget by name, learning from the
-study's teacher, in both stages.
+study's teacher, in both stages. There `--best-with` is a paired comparison: stage 2's winner with
+one lever changed, trained on the winner's seeds, never a winner itself (`--export` queues it untrained).
 
 Stage 2 (`--confirm 3 --confirm-seeds 1 2 3`): one seed's score is partly luck, so the best 3
 distinct trials train again on 3 more seeds, still on validation; the export's `confirmation`
@@ -62,7 +63,7 @@ from torch import nn
 from lab.course_space import suggest_course
 from lab.engine import load_teacher
 from lab.frontier_space import draw_affine, suggest_frontier
-from lab.nets import PLAIN, Net, multiply_adds, stage, trial_style
+from lab.nets import PLAIN, Net, multiply_adds, searched, stage, trial_style
 from lab.recipes import LabRecipe as Recipe
 from lab.recipes import recipe_from_dict
 from model import count_parameters
@@ -304,7 +305,7 @@ def finalists(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
     """
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     chosen, seen = [], set()
-    drawn = [t for t in complete if "net" not in t.user_attrs]
+    drawn = [t for t in complete if searched(t.user_attrs)]
     for t in sorted(drawn, key=lambda t: t.value, reverse=True):
         key = json.dumps(t.params, sort_keys=True)
         if key not in seen:
@@ -409,7 +410,7 @@ def winner(study: optuna.Study) -> int | None:
         confirmed.setdefault(str(t.number), {"scores": {TRIAL_SEED: t.value}, "mean": t.value, "worst": t.value})
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     by = study.user_attrs.get("rank", "mean")
-    drawn = [n for n in confirmed if "net" not in trials[int(n)].user_attrs]
+    drawn = [n for n in confirmed if searched(trials[int(n)].user_attrs)]
     seeds = set(study.user_attrs.get("stage_2_seeds", [])).union(*(set(confirmed[n]["scores"]) for n in drawn))
     done = [n for n in drawn if set(confirmed[n]["scores"]) == seeds]
     if not done:
@@ -625,15 +626,10 @@ def lost(study: optuna.Study, name: str) -> bool:
     return bool(tried) and all(t.state == optuna.trial.TrialState.FAIL for t in tried)
 
 
-def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
+def ask_for(study: optuna.Study, changes: list[str], new: bool, teacher: str = "") -> None:
     """Queue the trials asked for by name: in a new study the public reference, mapped and as published (in
     a course study: the public nets of its budget; in a frontier-iii study, the second round's winner: both
-    also join stage 2; asked again if its trial was interrupted), then `--best-with`.
-
-    Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
-    trains to the end: the pruner would judge it by epochs that are not the score. The best net is
-    stage 2's winner once there is one, and then the variant joins stage 2: one seed cannot
-    answer a question whose answer is smaller than the spread of seeds.
+    also join stage 2; asked again if its trial was interrupted), then `--best-with` (`variant`).
     """
     space, budget = study.user_attrs["space"], int(study.study_name.removeprefix("budget-"))
     named = public_nets(budget) if space == "course" else {}
@@ -647,33 +643,58 @@ def ask_for(study: optuna.Study, changes: list[str], new: bool) -> None:
     if new and space == "frontier":
         study.enqueue_trial(REFERENCE, user_attrs={"asked_for": "the public reference"})
         study.enqueue_trial(PUBLIC, user_attrs={"asked_for": PUBLIC_LABEL})
-    if not changes:
-        return
-    if space != "frontier":
-        raise UserError(f"--best-with varies the frontier space's trials, not the {space} space's")
-    pairs = [change.partition("=") for change in changes]
-    unknown = [key for key, _, _ in pairs if key not in REFERENCE]
-    if unknown:
-        raise UserError(f"--best-with: unknown parameter {', '.join(unknown)}; known: {', '.join(REFERENCE)}")
-    try:
-        values = {key: json.loads(value) for key, _, value in pairs}
-    except json.JSONDecodeError:
-        raise UserError(f'--best-with takes KEY=VALUE with a JSON value (0.999, true, "cos"), got {changes}') from None
+    if changes:
+        params, attrs = variant(study, changes, teacher)
+        study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
+
+
+def variant(study: optuna.Study, changes: list[str], teacher: str) -> tuple[dict, dict]:
+    """`--best-with KEY=VALUE ...`: the study's best trial (stage 2's winner once there is one) with these
+    parameters changed, and the attributes it is queued with.
+
+    Such a trial answers a question asked on purpose ("does the best net gain from X?"), so it
+    trains to the end: the pruner would judge it by epochs that are not the score. Once there is a
+    winner the variant joins stage 2: one seed cannot answer a question whose answer is smaller than
+    the spread of seeds. In the second round's space a variant could win. In the third round's it is
+    a paired comparison (`variant_of` the winner, on the winner's seeds) and never wins: whether a lever
+    stays in the family is decided by such pairs, and the published winner stays the study's winner.
+    """
+    space, budget = study.user_attrs["space"], int(study.study_name.removeprefix("budget-"))
+    if space not in ("frontier", "frontier-iii"):
+        raise UserError(f"--best-with varies the frontier spaces' trials, not the {space} space's")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise UserError(f"--best-with: {study.study_name} has no complete trial yet")
     won = winner(study)
+    if space == "frontier-iii" and won is None:
+        raise UserError(f"--best-with: {study.study_name} has no stage-2 winner yet to compare a variant with")
     best = study.best_trial if won is None else next(t for t in complete if t.number == won)
-    params = {**REFERENCE, **best.params, **values}  # parameters added to the space since take the reference's
+    # in the second round, parameters added to the space since take the reference's values
+    known = set(REFERENCE) if space == "frontier" else {k for t in complete if searched(t.user_attrs) for k in t.params}
+    pairs = [change.partition("=") for change in changes]
+    unknown = [key for key, _, _ in pairs if key not in known]
+    if unknown:
+        raise UserError(f"--best-with: unknown parameter {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        values = {key: json.loads(value) for key, _, value in pairs}
+    except json.JSONDecodeError:
+        raise UserError(f'--best-with takes KEY=VALUE with a JSON value (0.999, true, "cos"), got {changes}') from None
+    params = {**REFERENCE, **best.params, **values} if space == "frontier" else {**best.params, **values}
     try:
         with warnings.catch_warnings():  # a value outside a range is allowed: Optuna warns once when it trains
             warnings.simplefilter("ignore")
-            suggest(optuna.trial.FixedTrial(params))
-    except ValueError as err:  # a value that is not one of a parameter's choices
-        raise UserError(f"--best-with {' '.join(changes)}: {err}") from None
-    label = f"trial {best.number} with {', '.join(changes)}"
-    attrs = {"asked_for": label, **({"stage_2": True} if won is not None else {})}
-    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
+            fixed = optuna.trial.FixedTrial(params)
+            layers = suggest(fixed, teacher)[0] if space == "frontier" else suggest_frontier(fixed, budget, teacher)[0]
+    except ValueError as err:  # a value that is not one of a parameter's choices, or one that a change needs
+        raise UserError(f"--best-with {' '.join(changes)}: {first_line(err)}") from None
+    if layers is None:
+        raise UserError(f"--best-with {' '.join(changes)}: no net of that shape fits {study.study_name}")
+    attrs = {"asked_for": f"trial {best.number} with {', '.join(changes)}"}
+    if won is not None:
+        attrs["stage_2"] = True
+    if space == "frontier-iii":
+        attrs["variant_of"] = won
+    return params, attrs
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -748,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     try:
         study, new = open_study(args, out)
-        ask_for(study, args.best_with, new)
+        ask_for(study, args.best_with, new, args.teacher)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """The third frontier round's search: draws that fill 60-100 % of the budget, a pruner that stops only the
-trials that cannot reach the leaders, and the second round's winner asked in each study."""
+trials that cannot reach the leaders, the second round's winner asked in each study, and paired comparisons
+of a lever added to a study's winner."""
 
 import json
 import statistics
@@ -103,3 +104,36 @@ def test_the_committed_frontier_iii_studies_drew_their_nets_from_this_space():
                 optuna.trial.FixedTrial(t["suggested"]), study["budget"], teacher
             )
             assert layers == t.get("layers") and sweep.recipe_from_dict(t["recipe"]) == recipe, t["number"]
+
+
+def test_a_lever_added_to_the_winner_is_compared_on_its_seeds_and_never_takes_its_place(synthetic_root, tmp_path):
+    """`--best-with` in a third-round study: a paired comparison with stage 2's winner, never a new winner."""
+    tiny = ["--budget", "4000", "--space", "frontier-iii", "--epochs", "1", "--val", "64", "--subset", "64",
+            "--data-dir", str(synthetic_root), "--out", str(tmp_path), "--confirm", "2",
+            "--confirm-seeds", "1"]  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert sweep.main([*tiny, "--trials", "1"]) == 0  # s8_4k only: no drawn trial, so no winner yet
+    with pytest.raises(sweep.UserError, match="has no stage-2 winner yet"):
+        sweep.variant(optuna.load_study(study_name="budget-4000", storage=storage), ['act="prelu"'], "")
+    assert sweep.main([*tiny, "--trials", "3"]) == 0
+    won = json.loads((tmp_path / "budget-4000.json").read_text())["winner"]
+    other = "prelu" if won["suggested"]["act"] != "prelu" else "leaky"
+    study = optuna.load_study(study_name="budget-4000", storage=storage)
+    with pytest.raises(sweep.UserError, match="unknown parameter width; known: act, act_first"):
+        sweep.variant(study, ["width=8"], "")
+    with pytest.raises(sweep.UserError, match="'relu6' not in"):
+        sweep.variant(study, ['act="relu6"'], "")
+    if won["suggested"]["optimizer"] == "adamw":  # SGD needs its own rate and momentum
+        with pytest.raises(sweep.UserError, match="momentum"):
+            sweep.variant(study, ['optimizer="sgd"'], "")
+
+    assert sweep.main([*tiny, "--trials", "4", "--best-with", f'act="{other}"']) == 0
+    export = json.loads((tmp_path / "budget-4000.json").read_text())
+    pair = next(t for t in export["trials"] if "variant_of" in t)
+    assert pair["variant_of"] == won["number"] and pair["suggested"] == {**won["suggested"], "act": other}
+    assert pair["style"]["act"] == other and pair["layers"] == won["layers"] and pair["state"] == "complete"
+    assert list(export["confirmation"][str(pair["number"])]["scores"]) == ["0", "1"]  # the winner's seeds
+    for seed in (0, 1):  # a variant far ahead on every seed is still a comparison, not the winner
+        study.set_user_attr(f"confirm:{pair['number']}:{seed}", {"score": 100.0})
+    assert sweep.winner(study) == won["number"]
+    assert pair["number"] not in [t.number for t in sweep.finalists(study, 2)[:2]]  # nor displaces a finalist

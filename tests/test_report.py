@@ -158,6 +158,7 @@ def test_the_levers_table_counts_each_drawn_value_of_the_complete_trials_and_the
         trial("complete", 99.1, head="dense32", act="prelu"),
         trial("complete", 99.25, head="gap", act="leaky"),
         trial("pruned", 99.9, head="gap", act="relu"),  # did not run all 15 epochs
+        {**trial("complete", 99.9, head="gap", act="relu"), "variant_of": 1},  # a paired comparison: drawn by hand
     ]
     write(tmp_path, "budget-5000.json", {"trials": trials})
     write(tmp_path, "budget-3000.json", {"trials": [trial("complete", 99.0, head="gap", act="leaky")]})
@@ -166,6 +167,25 @@ def test_the_levers_table_counts_each_drawn_value_of_the_complete_trials_and_the
     assert "| head | `dense32` 2 × 99.20, `gap` 1 × 99.25 | `gap` 1 × 99.00 |" in rows
     assert "| activation | `leaky` 2 × 99.25, `prelu` 1 × 99.10 | `leaky` 1 × 99.00 |" in rows
     assert "| norm | — | — |" in rows
+
+
+def test_a_paired_comparison_gives_the_variants_change_on_each_seed_the_winner_has_and_stays_out_of_stage_2(
+    tmp_path,
+):
+    def trial(number, **attrs):
+        return {"number": number, "state": "complete", "params": 2900, "layers": "3p M 6p M 12 12", **attrs}
+
+    trials = [trial(4), trial(7, variant_of=4, asked_for='trial 4 with act="prelu"'), trial(8, variant_of=4)]
+    confirmation = {
+        "4": {"scores": {"0": 99.30, "1": 99.20, "2": 99.10}, "mean": 99.2},
+        "7": {"scores": {"0": 99.36, "1": 99.20, "2": 99.06, "3": 99.5}, "mean": 99.28},  # seed 3: the winner has none
+    }  # trial 8 has no stage 2 yet
+    write(tmp_path, "budget-3000.json", {"trials": trials, "confirmation": confirmation, "winner": trials[0]})
+    rows = report.pairs_table(tmp_path).splitlines()[2:]
+    assert rows == ['| `budget-3000` | trial 4 with act="prelu" | 2,900 | +0.06, +0.00, -0.04 | +0.007 | 1 / 1 / 1 |']
+    assert [row.split(" | ")[1] for row in report.stage2_table(tmp_path).splitlines()[2:]] == ["4 **winner**"]
+    write(tmp_path, "budget-3000.json", {"trials": trials[:1], "confirmation": confirmation, "winner": trials[0]})
+    assert report.pairs_table(tmp_path) == "No paired comparison has run yet."
 
 
 def test_a_published_teacher_of_several_nets_is_the_studys_member_for_member_trained_on_all_images():
