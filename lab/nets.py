@@ -277,6 +277,7 @@ SEARCHED: dict[str, Searched] = {
     "s10_4k": Searched(
         "5p 5p M 9p 9p M 9 9 h16", 0.01951589809213003, 4_000, style=Style(act="leaky", norm="bn2", act_first=True)
     ),
+    "s10_3k": Searched("14p M 7d 7d M 11 11 h16", 0.02967861195691885, 3_000, style=Style(act="leaky")),
 }
 
 # The course nets of model.py as layer strings of this family: the same layers in the same order, so that a

@@ -169,6 +169,23 @@ RECIPES: dict[str, LabRecipe] = {
         teacher="results/s9_20k-seed0.json,results/s9_20k-seed1.json,results/s9_20k-seed2.json",
         distill_weight=0.5,
     ),
+    # Frontier III: the stage-2 winner of results/validation/frontier-iii/budget-3000.json, trial 27: one
+    # convolution at 28 px and a pool right after it, separable convolutions, LeakyReLU and a GAP -> 16 -> 10
+    # head; SGD with OneCycle's cycled momentum, label smoothing, weights averaged, half of the loss from the
+    # same three s9_20k nets.
+    "s10_3k": LabRecipe(
+        lr=0.20181358201037228,
+        schedule="onecycle",
+        pct_start=0.23324278897832168,
+        anneal="linear",
+        batch_size=64,
+        augment=Augment(degrees=7.10918043199166, scale=0.10654983182843171, p=0.6275733554051539),
+        precision="bf16",
+        label_smoothing=0.1,
+        ema=0.999,
+        teacher="results/s9_20k-seed0.json,results/s9_20k-seed1.json,results/s9_20k-seed2.json",
+        distill_weight=0.5,
+    ),
     # The public nets of reference.py, each with its README's recipe where it states one and ours where it does
     # not (SGD with momentum 0.9, StepLR x0.1 every 6 epochs, batch 128, rotation 7 degrees and shift 5 %).
     # 000 states lr 0.01 and a scheduler, and its log has lr 0.001 in epochs 12 to 15: one x0.1 step after 8 to
