@@ -16,7 +16,8 @@ epochs, as the target asks of the test set.
 The study lives in `--storage` (a SQLite file by default). Several workers, on one machine or
 many, share a study when given the same storage and budget: start each with its own `--seed` (on
 one 2-core machine, two with `--threads 1` each). `--trials` counts trained trials over
-the whole study. After every trial the whole study is exported to `<--out>/budget-<N>.json`
+the whole study, those in training included; a trial queued by name trains whatever the count.
+After every trial the whole study is exported to `<--out>/budget-<N>.json`
 (runs/validation/ by default, git-ignored; the committed studies live in results/validation/):
 each trial's suggested values, net, recipe, parameter count,
 per-epoch validation accuracy and state (complete, pruned, rejected over budget, or failed when
@@ -466,6 +467,15 @@ def trained(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if "rejected" not in t.user_attrs)
 
 
+def more_to_train(study: optuna.Study, trials: int) -> bool:
+    """Whether a worker takes another trial: one queued by name always; a new draw only while the trained
+    trials and those other workers are training fall short of `trials` (counting the trained ones alone,
+    a worker that finished while another still trained the last queued trial drew one more)."""
+    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        return True
+    return trained(study) + len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))) < trials
+
+
 def export(study: optuna.Study, path: Path, args: argparse.Namespace) -> dict:
     """The whole study as one JSON file, what the README's story links to; returns what it wrote."""
     trials = []
@@ -791,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"last val {accs[-1] if accs else float('nan'):.2f} %, score {trial.value or float('nan'):.2f}",
                 flush=True,
             )
-        if trained(study) >= args.trials:
+        if not more_to_train(study, args.trials):
             study.stop()
         STOP.check()
 
@@ -800,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, STOP)
     signal.signal(signal.SIGTERM, STOP)
     try:
-        if trained(study) < args.trials:
+        if more_to_train(study, args.trials):
             let_the_creator_take_first(study, new)
             study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])
         if args.confirm:

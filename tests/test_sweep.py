@@ -487,6 +487,25 @@ def test_a_joining_worker_waits_until_the_creator_has_taken_the_first_queued_tri
     assert time.monotonic() - started < 5
 
 
+def test_a_worker_draws_no_trial_past_the_count_while_another_trains_the_last_one_but_always_takes_the_queue():
+    """Two workers trained 3 queued variants with --trials 44 on 41 trained; the one that finished first while the
+    other trained the last variant drew a 45th (trial 47 of the < 3k study). Trials in training count too."""
+    study = optuna.create_study(direction="maximize")
+    for _ in range(3):
+        study.tell(study.ask(), 99.0)
+    rejected = study.ask()
+    rejected.set_user_attr("rejected", "over budget")
+    study.tell(rejected, state=optuna.trial.TrialState.PRUNED)
+    assert sweep.more_to_train(study, 4) and not sweep.more_to_train(study, 3)  # a rejected draw never counts
+    other = study.ask()  # another worker trains the 4th
+    assert not sweep.more_to_train(study, 4) and sweep.more_to_train(study, 5)
+    study.enqueue_trial({}, user_attrs={"variant_of": 0})
+    assert sweep.more_to_train(study, 4)  # a queued trial trains whatever the count
+    study.ask()
+    study.tell(other, 99.1)
+    assert not sweep.more_to_train(study, 5)  # 4 trained and the queued one in training
+
+
 def test_export_only_writes_the_study_as_it_stands_and_trains_nothing(synthetic_root, tmp_path):
     args = ["--budget", "5000", "--trials", "2", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir",
             str(synthetic_root), "--out", str(tmp_path)]  # fmt: skip
