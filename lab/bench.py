@@ -230,7 +230,13 @@ def design(name: str) -> Spec:
         raise UserError(f"{name} is not a trial of a study export: {first_line(err) or 'no such trial'}") from None
     if "net" in trial:
         return replace(spec(trial["net"]), recipe=recipe)
-    style = trial_style(trial)
+    try:
+        style = trial_style(trial)
+        Net(trial["layers"], trial["suggested"]["dropout"], style=style)
+    except ValueError as err:
+        raise UserError(
+            f"{name} does not build in the family today: {first_line(err)} (lab/frontier_space.py PRUNED_AT does)"
+        ) from None
     return Spec(lambda: Net(trial["layers"], trial["suggested"]["dropout"], style=style), study["budget"], recipe)
 
 

@@ -3,8 +3,8 @@ widths that fill the budget, and the levers of the strongest small public nets.
 
 A net: `d1` padded 3x3 convolutions at 28 px (one, then a max-pool: the pool right after the first
 convolution), a pool, `d2` convolutions at 14 px, a pool, `d3` at 7 px (padded or not), then the
-head. After the first stage the convolutions are plain, depthwise-separable or factorised (3x1 then
-1x3); each stage's convolutions after its first may sit in a residual group.
+head. After the first stage the convolutions are plain or depthwise-separable; each stage's
+convolutions after its first may sit in a residual group.
 
 Widths are drawn as a shape and a share of the budget, as in `course_space.py`: the first stage's
 width as a share of the middle one's (`narrow`), the last's as a multiple of it (`taper`), and the
@@ -13,12 +13,17 @@ share, then widens the last stage and the first one map at a time while it fits.
 budget, 15 to 27 of each second-round study's trials, become rare.
 
 The levers (the issue names the public nets that use them):
-- `act`: ReLU, LeakyReLU or PReLU; `norm`: BatchNorm, or 2 parameters per layer (`nets.LayerNorm2`);
+- `act`: ReLU or LeakyReLU; `norm`: BatchNorm, or 2 parameters per layer (`nets.LayerNorm2`);
   `act_first`: the activation before the norm;
 - `head`: the 1x1 convolution to 10 maps, or GAP -> a linear layer to 16 or 32 -> 10 (`h16`, `h32`);
-- `optimizer`: SGD (momentum up to 0.98, or OneCycle's cycled one) or AdamW; OneCycle with a
+- `optimizer`: SGD (momentum up to 0.95, or OneCycle's cycled one) or AdamW; OneCycle with a
   warm-up from 5 % of training; weight decay down to 5e-5;
 - brightness and contrast jitter beside the affine augmentation.
+
+A lever stays only while a study's winner uses it or a paired comparison on validation shows that it
+helps (lab/README.md, "Paired comparisons"). Those that lost theirs are gone from the space and the
+family (`PRUNED`). The committed third-round studies drew them, so those studies continue, and their
+trials build, at commit `PRUNED_AT`.
 """
 
 from typing import TYPE_CHECKING
@@ -31,9 +36,12 @@ from utils import Augment
 if TYPE_CHECKING:  # the sweep imports optuna, with a clear error where it is missing
     import optuna
 
-KINDS = {"plain": "p", "separable": "d", "factorised": "f"}
+KINDS = {"plain": "p", "separable": "d"}
 HEADS = {"gap": "", "dense16": "h16", "dense32": "h32"}
 DISTILL_WEIGHTS = [0.0, 0.5, 0.8]
+# a parameter's choices that lost their paired comparison
+PRUNED = {"kind": ("factorised",), "act": ("prelu",), "momentum": (0.98,)}
+PRUNED_AT = "91a0782"  # the last commit whose space and family still hold them
 MAC_CAP = 2_000_000  # multiply-adds per image: keeps a CPU trial within a few minutes (s7_10k has 1.5 M)
 
 
@@ -70,7 +78,7 @@ def suggest_frontier(
         "head": trial.suggest_categorical("head", list(HEADS)),
     }
     style = Style(
-        act=trial.suggest_categorical("act", ["relu", "leaky", "prelu"]),
+        act=trial.suggest_categorical("act", ["relu", "leaky"]),
         norm=trial.suggest_categorical("norm", ["bn", "bn2"]),
         act_first=trial.suggest_categorical("act_first", [False, True]),
     )
@@ -82,7 +90,7 @@ def suggest_frontier(
     dropout = trial.suggest_float("dropout", 0.0, 0.1)
     optimizer = trial.suggest_categorical("optimizer", ["sgd", "adamw"])
     if optimizer == "sgd":
-        momentum = trial.suggest_categorical("momentum", ["cycle", 0.9, 0.95, 0.98])
+        momentum = trial.suggest_categorical("momentum", ["cycle", 0.9, 0.95])
         moving = {
             "lr": trial.suggest_float("lr", 0.02, 0.3, log=True),
             "momentum": 0.9 if momentum == "cycle" else momentum,

@@ -6,8 +6,6 @@ A net is read left to right:
     "8"    3x3 convolution to 8 maps, unpadded (the side shrinks by 2)
     "8d"   depthwise-separable 3x3 convolution to 8 maps, padded: a 3x3 filter per input map,
            then a 1x1 convolution to 8 (9 * in + in * 8 weights instead of 9 * in * 8)
-    "8f"   factorised 3x3 convolution to 8 maps, padded: a 3x1 convolution to 8, then a 1x3
-           (3 * in * 8 + 3 * 8 * 8 weights)
     "t8"   1x1 convolution to 8 maps (a "transition" that mixes or squeezes channels)
     "M"    2x2 max-pool (the side halves)
     "[ ... ]"  a residual group: its input is added to its output (no parameters; the group
@@ -35,8 +33,8 @@ from torch import Tensor, nn
 
 from model import count_parameters
 
-TOKEN = re.compile(r"^(?:M|\[|\](?:x[1-9]\d*)?|[th][1-9]\d*|[1-9]\d*[pdf]?(?:x[1-9]\d*)?)$")
-ACTIVATIONS = ("relu", "leaky", "prelu")
+TOKEN = re.compile(r"^(?:M|\[|\](?:x[1-9]\d*)?|[th][1-9]\d*|[1-9]\d*[pd]?(?:x[1-9]\d*)?)$")
+ACTIVATIONS = ("relu", "leaky")
 NORMS = ("bn", "bn2")
 
 
@@ -56,9 +54,9 @@ class LayerNorm2(nn.Module):
 
 @dataclass(frozen=True)
 class Style:
-    """How every convolution of a net is finished: `act` relu, leaky (slope 0.1) or prelu (one learnt slope
-    per layer); `norm` bn (BatchNorm, 2 parameters per map) or bn2 (`LayerNorm2`, 2 per layer); and
-    `act_first`: convolution -> activation -> norm instead of convolution -> norm -> activation."""
+    """How every convolution of a net is finished: `act` relu or leaky (slope 0.1); `norm` bn (BatchNorm, 2
+    parameters per map) or bn2 (`LayerNorm2`, 2 per layer); and `act_first`: convolution -> activation -> norm
+    instead of convolution -> norm -> activation."""
 
     act: str = "relu"
     norm: str = "bn"
@@ -69,8 +67,6 @@ class Style:
             raise ValueError(f"style {self}: act is one of {ACTIVATIONS}, norm one of {NORMS}")
 
     def activation(self) -> nn.Module:
-        if self.act == "prelu":
-            return nn.PReLU()
         return nn.LeakyReLU(0.1, inplace=True) if self.act == "leaky" else nn.ReLU(inplace=True)
 
     def finish(self, channels: int, dropout: float = 0.0) -> list[nn.Module]:
@@ -113,15 +109,6 @@ def separable_block(c_in: int, c_out: int, dropout: float = 0.0, style: Style = 
     """Depthwise 3x3 (one padded filter per map) -> pointwise 1x1 -> BatchNorm -> ReLU [-> Dropout]."""
     depthwise = nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False)
     return nn.Sequential(depthwise, nn.Conv2d(c_in, c_out, 1, bias=False), *style.finish(c_out, dropout))
-
-
-def factorised_block(c_in: int, c_out: int, dropout: float = 0.0, style: Style = PLAIN) -> nn.Sequential:
-    """3x1 -> 1x3 (both padded) -> BatchNorm -> ReLU [-> Dropout]: a 3x3 field with a third fewer weights
-    when c_in == c_out."""
-    tall = nn.Conv2d(c_in, c_out, (3, 1), padding=(1, 0), bias=False)
-    return nn.Sequential(
-        tall, nn.Conv2d(c_out, c_out, (1, 3), padding=(0, 1), bias=False), *style.finish(c_out, dropout)
-    )
 
 
 class Residual(nn.Module):
@@ -172,7 +159,7 @@ class Net(nn.Sequential):
         channels, pooled, head = 1, False, None
         for token in layers.split():
             if not TOKEN.match(token):
-                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, 8d, 8f, t8, M, [ ], x3, h16")
+                raise ValueError(f"bad layer '{token}' in '{layers}': use 8p, 8, 8d, t8, M, [ ], x3, h16")
             if head is not None:
                 raise ValueError(f"'{layers}': the head 'h...' must be the last layer")
             body, _, times = token.partition("x")
@@ -196,17 +183,15 @@ class Net(nn.Sequential):
             elif body.startswith("t"):
                 block, channels = conv_block(channels, int(body[1:]), kernel=1, style=style), int(body[1:])
             else:
-                width, kind = int(body.rstrip("pdf")), body[-1]
+                width, kind = int(body.rstrip("pd")), body[-1]
                 if times > 1 and channels != width:
                     raise ValueError(f"'{token}' repeats a block from {channels} maps to {width}: it must keep them")
                 drop = dropout if pooled else 0.0
                 if kind == "d":
                     block = separable_block(channels, width, drop, style)
-                elif kind == "f":
-                    block = factorised_block(channels, width, drop, style)
                 else:
                     block = conv_block(channels, width, padding=int(kind == "p"), dropout=drop, style=style)
-                channels, size = width, size if kind in "pdf" else size - 2 * times
+                channels, size = width, size if kind in "pd" else size - 2 * times
             groups[-1].append(Repeat(block, times) if times > 1 else block)
             if size < 1:
                 raise ValueError(f"'{layers}' shrinks the image to nothing at '{token}'")

@@ -63,7 +63,7 @@ from torch import nn
 
 from lab.course_space import suggest_course
 from lab.engine import load_teacher
-from lab.frontier_space import draw_affine, suggest_frontier
+from lab.frontier_space import PRUNED, PRUNED_AT, draw_affine, suggest_frontier
 from lab.nets import PLAIN, Net, multiply_adds, searched, stage, trial_style
 from lab.recipes import LabRecipe as Recipe
 from lab.recipes import recipe_from_dict
@@ -585,6 +585,20 @@ def open_study(args: argparse.Namespace, out: Path) -> tuple[optuna.Study, bool]
     return study, new
 
 
+def drawn_from_this_space(study: optuna.Study) -> None:
+    """Refuse to train in a third-round study begun before levers were pruned from its space: Optuna
+    refuses a parameter whose choices changed, which would fail the worker's first draw."""
+    if study.user_attrs.get("space") != "frontier-iii":
+        return
+    for t in study.get_trials(deepcopy=False):
+        for key, dropped in PRUNED.items():
+            if key in t.distributions and set(dropped) & set(t.distributions[key].choices):
+                raise UserError(
+                    f"{study.study_name} was drawn from the third round's space before its levers were pruned "
+                    f"(lab/frontier_space.py PRUNED): continue it at commit {PRUNED_AT}"
+                )
+
+
 def sampler(args: argparse.Namespace, already: int) -> optuna.samplers.TPESampler:
     """The worker's sampler, seeded by the budget, its --seed and the trials the study already holds.
 
@@ -779,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     try:
         study, new = open_study(args, out)
+        if not args.export:
+            drawn_from_this_space(study)
         ask_for(study, args.best_with, new, args.teacher)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

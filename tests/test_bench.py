@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT, assert_one_line_error, build
 
 from lab import bench
+from utils import UserError
 
 
 def test_bench_times_both_loaders_and_writes_its_json(synthetic_root, tmp_path, capsys):
@@ -68,8 +69,10 @@ def test_versus_times_each_net_against_the_reference_on_its_own_recipe(synthetic
 
 
 def test_versus_times_a_studys_trial_by_its_export_before_it_has_a_name(synthetic_root, tmp_path):
-    study = {"budget": 8000, "trials": [{"number": 3, "layers": "4p M 8p 8p M 16 16", "suggested": {"dropout": 0.02},
-                                         "recipe": {"batch_size": 64, "augment": {"degrees": 5.0}}}]}  # fmt: skip
+    drawn = {"number": 3, "layers": "4p M 8p 8p M 16 16", "suggested": {"dropout": 0.02},
+             "recipe": {"batch_size": 64, "augment": {"degrees": 5.0}}}  # fmt: skip
+    pruned = {**drawn, "number": 4, "style": {"act": "prelu"}}  # a lever the family has lost since the study drew it
+    study = {"budget": 8000, "trials": [drawn, pruned, {**drawn, "number": 5, "layers": "4p M 8f 8f M 16 16"}]}
     (tmp_path / "budget-8000.json").write_text(json.dumps(study))
     trial = f"{tmp_path / 'budget-8000.json'}:3"
     argv = ["--versus", "s6", "--models", trial, "--warmup", "1", "--batches", "2", "--repeats", "1",
@@ -80,3 +83,6 @@ def test_versus_times_a_studys_trial_by_its_export_before_it_has_a_name(syntheti
     absent = [*argv[:3], f"{tmp_path / 'budget-8000.json'}:9", *argv[4:]]
     missing = subprocess.run([sys.executable, "-m", "lab.bench", *absent], cwd=ROOT, capture_output=True, text=True)
     assert_one_line_error(missing, "is not a trial of a study export")
+    for number in (4, 5):
+        with pytest.raises(UserError, match="does not build in the family today: .*PRUNED_AT"):
+            bench.design(f"{tmp_path / 'budget-8000.json'}:{number}")

@@ -43,7 +43,7 @@ def test_every_lever_of_the_space_builds_a_working_net():
     for kind in frontier_space.KINDS:
         for head in frontier_space.HEADS:
             layers = frontier_space.layer_string(**base, kind=kind, head=head)
-            for style in (Style(), Style("prelu", "bn2", True), Style("leaky")):
+            for style in (Style(), Style("leaky", "bn2", True), Style("leaky")):
                 assert Net(layers, 0.05, style=style)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
@@ -94,16 +94,33 @@ def test_a_frontier_iii_study_asks_the_second_rounds_winner_with_its_own_teacher
 
 
 def test_the_committed_frontier_iii_studies_drew_their_nets_from_this_space():
+    """Those trials that drew a lever pruned since are drawn again at commit `frontier_space.PRUNED_AT`."""
+    redrawn = 0
     for path in sorted((ROOT / "results" / "validation" / "frontier-iii").glob("budget-*.json")):
         study = json.loads(path.read_text())
         for t in study["trials"]:
-            if "net" in t or "recipe" not in t:
+            pruned = any(t.get("suggested", {}).get(k) in v for k, v in frontier_space.PRUNED.items())
+            if "net" in t or "recipe" not in t or pruned:
                 continue
             teacher = t["recipe"]["teacher"] or study.get("teacher", "")
             layers, _, style, recipe = frontier_space.suggest_frontier(
                 optuna.trial.FixedTrial(t["suggested"]), study["budget"], teacher
             )
             assert layers == t.get("layers") and sweep.recipe_from_dict(t["recipe"]) == recipe, t["number"]
+            redrawn += 1
+    assert redrawn >= 60  # over half of the trials the 3 studies drew
+
+
+def test_a_study_drawn_before_levers_were_pruned_is_continued_at_the_commit_that_has_them(
+    synthetic_root, tmp_path, capsys
+):
+    (tmp_path / "optuna.db").write_bytes((ROOT / "results" / "validation" / "frontier-iii" / "optuna.db").read_bytes())
+    tiny = ["--budget", "3000", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir", str(synthetic_root),
+            "--out", str(tmp_path)]  # fmt: skip
+    assert sweep.main([*tiny, "--trials", "60"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"continue it at commit {frontier_space.PRUNED_AT}" in err
+    assert sweep.main([*tiny, "--export"]) == 0  # exporting still reads it
 
 
 def test_a_lever_added_to_the_winner_is_compared_on_its_seeds_and_never_takes_its_place(synthetic_root, tmp_path):
@@ -114,10 +131,10 @@ def test_a_lever_added_to_the_winner_is_compared_on_its_seeds_and_never_takes_it
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     assert sweep.main([*tiny, "--trials", "1"]) == 0  # s8_4k only: no drawn trial, so no winner yet
     with pytest.raises(sweep.UserError, match="has no stage-2 winner yet"):
-        sweep.variant(optuna.load_study(study_name="budget-4000", storage=storage), ['act="prelu"'], "")
+        sweep.variant(optuna.load_study(study_name="budget-4000", storage=storage), ['act="leaky"'], "")
     assert sweep.main([*tiny, "--trials", "3"]) == 0
     won = json.loads((tmp_path / "budget-4000.json").read_text())["winner"]
-    other = "prelu" if won["suggested"]["act"] != "prelu" else "leaky"
+    other = "leaky" if won["suggested"]["act"] != "leaky" else "relu"
     study = optuna.load_study(study_name="budget-4000", storage=storage)
     with pytest.raises(sweep.UserError, match="unknown parameter width; known: act, act_first"):
         sweep.variant(study, ["width=8"], "")
