@@ -442,15 +442,18 @@ def wait_for_stage_1(study: optuna.Study, poll_s: float = 30.0) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def let_the_creator_take_first(study: optuna.Study, new: bool, poll_s: float = 1.0, limit_s: float = 60.0) -> None:
-    """A worker that joined a study waits until a trial runs, while trials queued by name are waiting.
+def let_the_creator_take_first(
+    study: optuna.Study, queued_here: bool, poll_s: float = 1.0, limit_s: float = 60.0
+) -> None:
+    """A worker that joined a study waits until a trial runs, while trials queued by name are waiting,
+    unless it queued some itself (it created the study, or asked for `--best-with`): then it is the creator.
 
     SQLite cannot lock a row, so two workers that take Optuna's queue at the same moment can both
     take the same queued trial: both train it, and the second to finish crashes telling it (the third
     round's first two workers, started together, did). Once the creator is training its first trial,
     the joiner takes the rest of the queue alone. A queue left by a dead worker is taken after `limit_s`.
     """
-    if new:
+    if queued_here:
         return
     waiting, running = (optuna.trial.TrialState.WAITING,), (optuna.trial.TrialState.RUNNING,)
     deadline = time.monotonic() + limit_s
@@ -827,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, STOP)
     try:
         if more_to_train(study, args.trials):
-            let_the_creator_take_first(study, new)
+            let_the_creator_take_first(study, queued_here=new or bool(args.best_with))
             study.optimize(lambda t: objective(t, args, device), callbacks=[after_trial])
         if args.confirm:
             wait_for_stage_1(study)

@@ -156,7 +156,9 @@ def test_best_with_trains_the_best_trial_again_with_one_change(synthetic_root, t
     tiny = ["--budget", "5000", "--epochs", "1", "--val", "64", "--subset", "64", "--data-dir", str(synthetic_root),
             "--out", str(tmp_path)]  # fmt: skip
     assert sweep.main([*tiny, "--trials", "2"]) == 0
+    started = time.monotonic()
     assert sweep.main([*tiny, "--trials", "3", "--best-with", "ema=0.999", "batch_size=128"]) == 0
+    assert time.monotonic() - started < 30  # it queued the trial itself, so it waits for no other worker to take it
     export = json.loads((tmp_path / "budget-5000.json").read_text())
     trained = [t for t in export["trials"] if t["state"] != "rejected"]
     best_before = max(trained[:2], key=lambda t: t["score"])
@@ -475,15 +477,15 @@ def test_a_joining_worker_waits_until_the_creator_has_taken_the_first_queued_tri
     taken = []
     threading.Timer(0.3, lambda: taken.append(study.ask())).start()  # the creator takes it
     started = time.monotonic()
-    sweep.let_the_creator_take_first(study, new=False, poll_s=0.05, limit_s=30)
+    sweep.let_the_creator_take_first(study, queued_here=False, poll_s=0.05, limit_s=30)
     assert taken and 0.25 < time.monotonic() - started < 10
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
     started = time.monotonic()
-    sweep.let_the_creator_take_first(optuna.create_study(), new=False, poll_s=0.05, limit_s=30)  # nothing queued
+    sweep.let_the_creator_take_first(optuna.create_study(), queued_here=False, poll_s=0.05, limit_s=30)  # none queued
     queued = optuna.create_study()
     queued.enqueue_trial({})
-    sweep.let_the_creator_take_first(queued, new=True, poll_s=0.05, limit_s=30)  # the creator never waits
-    sweep.let_the_creator_take_first(queued, new=False, poll_s=0.05, limit_s=0.2)  # a dead creator's queue
+    sweep.let_the_creator_take_first(queued, queued_here=True, poll_s=0.05, limit_s=30)  # the creator never waits
+    sweep.let_the_creator_take_first(queued, queued_here=False, poll_s=0.05, limit_s=0.2)  # a dead creator's queue
     assert time.monotonic() - started < 5
 
 
