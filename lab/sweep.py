@@ -473,7 +473,9 @@ def trained(study: optuna.Study) -> int:
 def more_to_train(study: optuna.Study, trials: int) -> bool:
     """Whether a worker takes another trial: one queued by name always; a new draw only while the trained
     trials and those other workers are training fall short of `trials` (counting the trained ones alone,
-    a worker that finished while another still trained the last queued trial drew one more)."""
+    a worker that finished while another still trained the last queued trial drew one more). A trial left
+    running by a dead worker is failed first, by its stale heartbeat, so that it does not count."""
+    optuna.storages.fail_stale_trials(study)
     if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         return True
     return trained(study) + len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))) < trials

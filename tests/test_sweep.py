@@ -489,7 +489,11 @@ def test_a_joining_worker_waits_until_the_creator_has_taken_the_first_queued_tri
     assert time.monotonic() - started < 5
 
 
-def test_a_worker_draws_no_trial_past_the_count_while_another_trains_the_last_one_but_always_takes_the_queue():
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # asked outside optimize, as a test does
+def test_a_worker_draws_no_trial_past_the_count_while_another_trains_the_last_one_but_always_takes_the_queue(
+    tmp_path,
+):
     """Two workers trained 3 queued variants with --trials 44 on 41 trained; the one that finished first while the
     other trained the last variant drew a 45th (trial 47 of the < 3k study). Trials in training count too."""
     study = optuna.create_study(direction="maximize")
@@ -506,6 +510,15 @@ def test_a_worker_draws_no_trial_past_the_count_while_another_trains_the_last_on
     study.ask()
     study.tell(other, 99.1)
     assert not sweep.more_to_train(study, 5)  # 4 trained and the queued one in training
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=1)
+    shared = optuna.create_study(storage=storage)
+    shared.tell(shared.ask(), 99.0)
+    dead = shared.ask()  # its worker died: the heartbeat stopped
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)
+    assert sweep.more_to_train(shared, 2)  # the dead worker's trial is failed, not counted as in training
+    assert [t.state.name for t in shared.trials] == ["COMPLETE", "FAIL"]
 
 
 def test_export_only_writes_the_study_as_it_stands_and_trains_nothing(synthetic_root, tmp_path):
