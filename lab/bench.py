@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -232,12 +233,13 @@ def design(name: str) -> Spec:
         return replace(spec(trial["net"]), recipe=recipe)
     try:
         style = trial_style(trial)
-        Net(trial["layers"], trial["suggested"]["dropout"], style=style)
+        build = partial(Net, trial["layers"], trial["suggested"]["dropout"], style=style)
+        build()  # a trial that drew a lever pruned since fails here, not in the middle of a timing
     except ValueError as err:
         raise UserError(
             f"{name} does not build in the family today: {first_line(err)} (lab/frontier_space.py PRUNED_AT does)"
         ) from None
-    return Spec(lambda: Net(trial["layers"], trial["suggested"]["dropout"], style=style), study["budget"], recipe)
+    return Spec(build, study["budget"], recipe)
 
 
 def versus(args, device: torch.device) -> dict:
